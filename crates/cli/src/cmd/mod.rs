@@ -1,0 +1,12 @@
+//! One module per subcommand; each has an `Args` (clap) and a `run`.
+
+pub mod agent;
+pub mod demo;
+pub mod emulate;
+pub mod eval;
+pub mod profile;
+pub mod report;
+pub mod serve;
+pub mod sim;
+pub mod trace;
+pub mod train;

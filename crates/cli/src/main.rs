@@ -1,0 +1,60 @@
+//! The `offload` command line: one subcommand per job, each in its own module under `cmd/`.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Split computing for wearables: simulate, evaluate, train, profile, serve and run the agent.
+#[derive(Parser, Debug)]
+#[command(name = "offload", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing-subscriber syntax), e.g. `info` or `offload=debug`.
+    #[arg(long, global = true, default_value = "info", env = "OFFLOAD_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect, generate and convert bandwidth traces.
+    Trace(cmd::trace::Args),
+    /// Replay one trace with one policy and write per-frame records and a summary.
+    Sim(cmd::sim::Args),
+    /// Replay many traces with many policies in parallel and write tables, a report and plots.
+    Eval(cmd::eval::Args),
+    /// Train the split model and its layered codec.
+    Train(cmd::train::Args),
+    /// Measure a trained model and write the operating profile the simulator reads.
+    Profile(cmd::profile::Args),
+    /// Regenerate a results document (codec, detector).
+    Report(cmd::report::Args),
+    /// Run the edge server.
+    Serve(cmd::serve::Args),
+    /// Run the wearable agent against an edge server.
+    Agent(cmd::agent::Args),
+    /// Run the trace-driven user-space link emulator (a UDP relay).
+    Emulate(cmd::emulate::Args),
+    /// Start server, emulator and agent on loopback and show a run end to end.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Trace(a) => cmd::trace::run(a),
+        Command::Sim(a) => cmd::sim::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Profile(a) => cmd::profile::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
+        Command::Emulate(a) => cmd::emulate::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+    }
+}

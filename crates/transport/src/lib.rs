@@ -1,0 +1,2 @@
+//! QUIC transport between wearable agent and edge server, and the trace-driven link emulator.
+#![warn(missing_docs)]

@@ -1,0 +1,1 @@
+//! End-to-end tests across the offload crates live in this package's test targets.
