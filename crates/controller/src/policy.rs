@@ -1,0 +1,46 @@
+//! The policy trait: one small interface every offloading policy implements.
+
+use crate::decision::Decision;
+use crate::device::DeviceState;
+use crate::estimate::Estimates;
+use crate::frame::FrameOptions;
+use crate::observation::Observation;
+use crate::radio::{RadioModel, RadioState};
+use crate::utility::Utility;
+
+/// What a policy sees besides the frame's options: estimates, device state and the objective.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Decision time (seconds).
+    pub now: f64,
+    /// The controller's estimates.
+    pub estimates: &'a Estimates,
+    /// The device's state.
+    pub device: &'a DeviceState,
+    /// The objective.
+    pub utility: &'a Utility,
+    /// The radio power model.
+    pub radio: &'a RadioModel,
+    /// The radio's state as the controller saw it.
+    pub radio_state: &'a RadioState,
+    /// Expected time between frames (seconds).
+    pub frame_interval: f64,
+    /// RTT to assume before any RTT sample (seconds).
+    pub default_rtt: f64,
+}
+
+/// Chooses, for each frame, between local execution and offloading a prefix of layers.
+///
+/// Policies are sans-IO state machines: they may keep state across frames (hysteresis, history)
+/// and may watch observations, but never read a clock or a socket.
+pub trait Policy: Send + std::fmt::Debug {
+    /// A short, stable name used in reports.
+    fn name(&self) -> &str;
+
+    /// Decides for one frame. An `Offload { layers }` naming a missing option is treated as
+    /// local by the controller.
+    fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision;
+
+    /// Sees every observation the controller receives (default: ignores them).
+    fn observe(&mut self, _now: f64, _observation: &Observation) {}
+}

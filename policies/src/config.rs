@@ -1,0 +1,141 @@
+//! Policy configuration, presets and the factory.
+
+use std::path::{Path, PathBuf};
+
+use offload_controller::Policy;
+use serde::{Deserialize, Serialize};
+
+use crate::{FixedK, LocalOnly, ThroughputRule};
+
+/// A policy and its parameters; the `kind` field names the policy.
+///
+/// ```toml
+/// kind = "throughput-rule"
+/// safety = 0.8
+/// probe_after_s = 1.0
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// [`LocalOnly`].
+    LocalOnly,
+    /// [`FixedK`].
+    FixedK {
+        /// Layers sent for every frame.
+        k: u32,
+    },
+    /// [`ThroughputRule`].
+    ThroughputRule {
+        /// Fraction of the estimate to plan with.
+        safety: f64,
+        /// Seconds without a sample after which the base layer is sent as a probe.
+        probe_after_s: f64,
+    },
+}
+
+impl PolicyConfig {
+    /// Builds the policy.
+    pub fn build(&self) -> Box<dyn Policy> {
+        match *self {
+            PolicyConfig::LocalOnly => Box::new(LocalOnly),
+            PolicyConfig::FixedK { k } => Box::new(FixedK::new(k)),
+            PolicyConfig::ThroughputRule {
+                safety,
+                probe_after_s,
+            } => Box::new(ThroughputRule::new(safety, probe_after_s)),
+        }
+    }
+}
+
+/// Why a preset could not be found or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PresetError {
+    /// No built-in preset has this name and no such file exists.
+    #[error("unknown policy `{name}`: not a preset ({known}) nor a readable .toml file")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The preset names, comma-separated.
+        known: String,
+    },
+    /// The preset file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The preset file is not a valid policy configuration.
+    #[error("{path}: not a valid policy preset: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+}
+
+/// The built-in presets, embedded from `policies/presets/*.toml`.
+const PRESETS: &[(&str, &str)] = &[
+    ("local-only", include_str!("../presets/local-only.toml")),
+    ("fixed-k1", include_str!("../presets/fixed-k1.toml")),
+    ("fixed-k2", include_str!("../presets/fixed-k2.toml")),
+    ("fixed-k4", include_str!("../presets/fixed-k4.toml")),
+    ("fixed-k8", include_str!("../presets/fixed-k8.toml")),
+    (
+        "throughput-rule",
+        include_str!("../presets/throughput-rule.toml"),
+    ),
+];
+
+/// Names of the built-in presets.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Parses policy TOML; `path` only names the source in errors.
+fn parse(text: &str, path: &Path) -> Result<PolicyConfig, PresetError> {
+    toml::from_str(text).map_err(|e| PresetError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// A built-in preset by name, e.g. `throughput-rule` or `fixed-k4`.
+pub fn preset(name: &str) -> Result<PolicyConfig, PresetError> {
+    match PRESETS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => parse(text, Path::new(&format!("presets/{n}.toml"))),
+        None => Err(PresetError::Unknown {
+            name: name.to_owned(),
+            known: preset_names().join(", "),
+        }),
+    }
+}
+
+/// A preset by name, or a policy TOML file by path (anything ending in `.toml`).
+pub fn load_preset(name_or_path: &str) -> Result<PolicyConfig, PresetError> {
+    if name_or_path.ends_with(".toml") {
+        let path = Path::new(name_or_path);
+        let text = std::fs::read_to_string(path).map_err(|source| PresetError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        return parse(&text, path);
+    }
+    preset(name_or_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_builds_with_its_name() {
+        for name in preset_names() {
+            let policy = preset(name).unwrap().build();
+            assert_eq!(policy.name(), name);
+        }
+        assert!(matches!(preset("nope"), Err(PresetError::Unknown { .. })));
+    }
+}
