@@ -2,10 +2,11 @@
 
 use offload_controller::{Context, Decision, FrameOptions, Policy};
 
-/// Sends the largest `k` whose transfer at a fraction `safety` of the estimated throughput,
-/// plus device, server and round-trip time, fits before the deadline; runs locally when no `k`
-/// fits. Ignores the uplink backlog and energy: the classic rate-based rule of ABR (e.g.
-/// FESTIVE's and rate-based players' "highest bitrate below a fraction of the estimate").
+/// Sends the largest `k` whose bit rate at the camera's frame rate stays within a fraction
+/// `safety` of the estimated throughput, and whose transfer at that fraction plus device, server
+/// and round-trip time fits before the deadline; runs locally when no `k` fits. It ignores the
+/// uplink backlog and energy: the classic rate-based rule of ABR players ("the highest bitrate
+/// below a fraction of the estimate", e.g. FESTIVE, Jiang et al., CoNEXT 2012).
 ///
 /// With no estimate yet, or one older than `probe_after_s`, it sends the base layer alone to
 /// obtain a fresh sample: a rule that only runs locally would never learn the link got better.
@@ -49,13 +50,15 @@ impl Policy for ThroughputRule {
         let rtt = ctx.estimates.rtt_or(ctx.default_rtt);
         let slowdown = ctx.device.compute_slowdown();
         let budget = frame.deadline - ctx.now;
+        let fps = 1.0 / ctx.frame_interval.max(1e-6);
         frame
             .offload
             .iter()
             .rev()
             .find(|o| {
-                o.device_time * slowdown + o.bytes as f64 * 8.0 / rate + rtt + o.server_time
-                    <= budget
+                let bits = o.bytes as f64 * 8.0;
+                bits * fps <= rate
+                    && o.device_time * slowdown + bits / rate + rtt + o.server_time <= budget
             })
             .map_or(Decision::Local, |o| Decision::Offload { layers: o.layers })
     }

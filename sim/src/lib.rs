@@ -1,2 +1,13 @@
 //! Trace readers, link/energy/battery models, the trace-driven simulator and the evaluation harness.
 #![warn(missing_docs)]
+
+pub mod battery;
+pub mod frames;
+pub mod link;
+pub mod output;
+pub mod record;
+pub mod simulator;
+pub mod trace;
+
+pub use record::{FrameRecord, Summary};
+pub use simulator::{SimConfig, simulate};

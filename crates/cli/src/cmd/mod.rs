@@ -1,6 +1,7 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod agent;
+pub mod common;
 pub mod demo;
 pub mod emulate;
 pub mod eval;

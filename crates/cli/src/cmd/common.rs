@@ -1,0 +1,131 @@
+//! Pieces shared by several subcommands: simulation settings, default inputs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use offload_controller::{EstimatorConfig, Profile};
+use offload_sim::SimConfig;
+use offload_sim::trace::Trace;
+
+/// The illustrative detector profile, embedded so the main job runs anywhere.
+pub const ILLUSTRATIVE_PROFILE: &str =
+    include_str!("../../../../profiles/illustrative-detector.toml");
+
+/// Loads `path`, or the embedded illustrative profile.
+pub fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
+    Ok(match path {
+        Some(p) => Profile::load(p)?,
+        None => Profile::parse(
+            ILLUSTRATIVE_PROFILE,
+            Path::new("profiles/illustrative-detector.toml"),
+        )?,
+    })
+}
+
+/// The default trace when none is given: ten minutes drawn from the LTE walking model (seed 1).
+pub fn default_trace() -> anyhow::Result<Trace> {
+    offload_sim::trace::generate::MarkovModel::lte_walk()
+        .generate("generated-lte-walk-seed1", 1, 600.0)
+        .context("generating the default trace")
+}
+
+/// Settings of a simulated run, as command-line options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimSettings {
+    /// A TOML file with a full `SimConfig` (options given below override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Camera frames per second.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Deadline after capture, in milliseconds.
+    #[arg(long)]
+    pub deadline_ms: Option<f64>,
+    /// Round-trip propagation delay to the server, in milliseconds.
+    #[arg(long)]
+    pub rtt_ms: Option<f64>,
+    /// Seed for frame sizes.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run length in seconds (default: the trace's duration).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Battery level at the start, in [0, 1].
+    #[arg(long)]
+    pub battery_start: Option<f64>,
+    /// Extra CPU load on the device, in [0, 1).
+    #[arg(long)]
+    pub cpu_load: Option<f64>,
+    /// Throughput estimator: `ewma:<half-life s>`, `harmonic:<N>` or `robust:<N>`.
+    #[arg(long)]
+    pub estimator: Option<String>,
+}
+
+impl SimSettings {
+    /// The resulting configuration.
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let mut c = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("{}: not a valid SimConfig", p.display()))?
+            }
+            None => SimConfig::default(),
+        };
+        if let Some(v) = self.fps {
+            anyhow::ensure!(v > 0.0 && v.is_finite(), "--fps must be positive");
+            c.fps = v;
+        }
+        if let Some(v) = self.deadline_ms {
+            anyhow::ensure!(v > 0.0 && v.is_finite(), "--deadline-ms must be positive");
+            c.deadline_s = v / 1e3;
+        }
+        if let Some(v) = self.rtt_ms {
+            anyhow::ensure!(v >= 0.0 && v.is_finite(), "--rtt-ms must be >= 0");
+            c.link.rtt_s = v / 1e3;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if let Some(v) = self.duration {
+            anyhow::ensure!(v > 0.0 && v.is_finite(), "--duration must be positive");
+            c.duration_s = Some(v);
+        }
+        if let Some(v) = self.battery_start {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&v),
+                "--battery-start must be in [0, 1]"
+            );
+            c.battery.start_level = v;
+        }
+        if let Some(v) = self.cpu_load {
+            anyhow::ensure!((0.0..1.0).contains(&v), "--cpu-load must be in [0, 1)");
+            c.cpu_load = v;
+        }
+        if let Some(e) = &self.estimator {
+            c.controller.estimator = parse_estimator(e)?;
+        }
+        c.controller.frame_interval = 1.0 / c.fps;
+        Ok(c)
+    }
+}
+
+/// Parses `ewma:<half-life s>`, `harmonic:<N>` or `robust:<N>`.
+pub fn parse_estimator(s: &str) -> anyhow::Result<EstimatorConfig> {
+    let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+    Ok(match kind {
+        "ewma" => EstimatorConfig::Ewma {
+            half_life_s: if arg.is_empty() { 1.0 } else { arg.parse()? },
+        },
+        "harmonic" => EstimatorConfig::HarmonicMean {
+            window: if arg.is_empty() { 5 } else { arg.parse()? },
+        },
+        "robust" => EstimatorConfig::RobustLowerBound {
+            window: if arg.is_empty() { 5 } else { arg.parse()? },
+        },
+        other => {
+            anyhow::bail!("unknown estimator `{other}`: use ewma:<s>, harmonic:<N> or robust:<N>")
+        }
+    })
+}
