@@ -1,0 +1,577 @@
+//! The agent's side: one QUIC connection to the edge server, one stream per frame, layers
+//! written in order until the deadline, then cancelled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quinn::{SendStream, VarInt};
+use tokio::sync::Mutex;
+
+use crate::auth::AuthToken;
+use crate::error::TransportError;
+use crate::observe::{DeliverySample, LayerReceipt, PathStats, frame_samples};
+use crate::rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingFactory};
+use crate::tls::{MismatchLog, ServerTrust, quic_client_crypto};
+use crate::wire::{
+    self, AUTH_ACCEPTED, AuthHello, FRAME_FIXED_LEN, FrameFixed, Limits, Reply, ReplyStatus, codes,
+};
+
+/// The agent's connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Time allowed for the QUIC handshake plus the token exchange.
+    pub connect_timeout: Duration,
+    /// Time allowed for the reply after a frame's deadline (server compute plus the way back).
+    pub reply_timeout: Duration,
+    /// Close the connection after this long without any packet.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (keeps NAT bindings and detects a dead server while idle).
+    pub keep_alive: Option<Duration>,
+    /// Wait after the first failed connection attempt; doubles per failure.
+    pub backoff_initial: Duration,
+    /// Longest wait between attempts.
+    pub backoff_max: Duration,
+    /// Attempts made by [`AgentClient::reconnect`].
+    pub reconnect_attempts: u32,
+    /// Bounds on what the agent accepts in replies.
+    pub limits: Limits,
+    /// Congestion controller used for the uplink.
+    pub congestion: CongestionAlgorithm,
+    /// Delivery-rate samples kept for [`AgentClient::take_rate_samples`] (0 disables sampling).
+    pub rate_sample_capacity: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            reply_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Some(Duration::from_secs(2)),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            reconnect_attempts: 5,
+            limits: Limits::default(),
+            congestion: CongestionAlgorithm::Cubic,
+            rate_sample_capacity: 4096,
+        }
+    }
+}
+
+/// What the agent says about the frame it sends (besides the layers).
+#[derive(Debug, Clone)]
+pub struct FrameHeader {
+    /// Agent-chosen id, echoed in the reply.
+    pub frame_id: u64,
+    /// Which split model produced the layers.
+    pub model_id: u32,
+    /// The codec's frame header, opaque to the transport.
+    pub codec_header: Bytes,
+}
+
+/// The server's answer to one frame, and what the agent learnt about the link from it.
+#[derive(Debug, Clone)]
+pub struct FrameReply {
+    /// The frame.
+    pub frame_id: u64,
+    /// The handler's result.
+    pub payload: Vec<u8>,
+    /// Layers handed to QUIC before the deadline (not necessarily delivered).
+    pub layers_written: usize,
+    /// Whether unsent data was cancelled at the deadline.
+    pub cancelled: bool,
+    /// Complete layers the server received and decoded (a prefix of those sent).
+    pub layers_received: usize,
+    /// When each received layer arrived (server-relative seconds) and its record size.
+    pub receipts: Vec<LayerReceipt>,
+    /// When the codec header had arrived, server-relative seconds.
+    pub header_done: f64,
+    /// How long the server's handler ran, seconds.
+    pub handler_time: f64,
+    /// When the agent started sending, seconds since [`AgentClient::epoch`].
+    pub send_start: f64,
+    /// From starting to send until the whole reply was read, seconds.
+    pub round_trip: f64,
+    /// Bytes of all received layers over [header complete, last layer complete].
+    pub train_sample: Option<DeliverySample>,
+    /// Bytes of the frame over [send start, last layer complete] (includes one-way delay).
+    pub end_to_end_sample: Option<DeliverySample>,
+}
+
+struct ConnState {
+    conn: Option<quinn::Connection>,
+    failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+/// The agent's QUIC endpoint, connected to one edge server.
+pub struct AgentClient {
+    endpoint: quinn::Endpoint,
+    server: SocketAddr,
+    server_name: String,
+    trust: ServerTrust,
+    quic: quinn::ClientConfig,
+    token: AuthToken,
+    config: ClientConfig,
+    epoch: Instant,
+    mismatches: Arc<MismatchLog>,
+    rate_log: Option<Arc<RateSampleLog>>,
+    state: Mutex<ConnState>,
+}
+
+impl AgentClient {
+    /// Connects and authenticates. `server_name` is checked against the certificate when
+    /// trusting a CA; with a pinned fingerprint it is only sent as SNI.
+    pub async fn connect(
+        server: SocketAddr,
+        server_name: &str,
+        trust: ServerTrust,
+        token: AuthToken,
+        config: ClientConfig,
+    ) -> Result<Self, TransportError> {
+        let epoch = Instant::now();
+        let mismatches = Arc::new(MismatchLog::default());
+        let crypto = quic_client_crypto(&trust, mismatches.clone())?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|_| {
+            TransportError::InvalidFrame {
+                frame_id: 0,
+                reason: format!("idle timeout {:?} out of range", config.idle_timeout),
+            }
+        })?;
+        transport.max_idle_timeout(Some(idle));
+        transport.keep_alive_interval(config.keep_alive);
+        transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+        let rate_log = (config.rate_sample_capacity > 0)
+            .then(|| Arc::new(RateSampleLog::new(epoch, config.rate_sample_capacity)));
+        transport.congestion_controller_factory(Arc::new(SamplingFactory::new(
+            config.congestion,
+            rate_log.clone(),
+        )));
+        quic.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if server.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(TransportError::Bind)?;
+        let client = Self {
+            endpoint,
+            server,
+            server_name: server_name.to_owned(),
+            trust,
+            quic,
+            token,
+            config,
+            epoch,
+            mismatches,
+            rate_log,
+            state: Mutex::new(ConnState {
+                conn: None,
+                failures: 0,
+                next_attempt: None,
+            }),
+        };
+        client.connection().await?;
+        Ok(client)
+    }
+
+    /// The instant all `f64` times of this client count from.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Seconds since [`AgentClient::epoch`].
+    pub fn now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// The server this client talks to.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The current connection's path statistics, if connected.
+    pub async fn path_stats(&self) -> Option<PathStats> {
+        let state = self.state.lock().await;
+        state
+            .conn
+            .as_ref()
+            .filter(|c| c.close_reason().is_none())
+            .map(|c| PathStats::from_quinn(&c.stats()))
+    }
+
+    /// Delivery-rate samples taken per acknowledgement by the congestion-controller wrapper
+    /// since the last call (application-limited samples are skipped).
+    pub fn take_rate_samples(&self) -> Vec<DeliverySample> {
+        self.rate_log.as_ref().map(|l| l.take()).unwrap_or_default()
+    }
+
+    /// The live QUIC connection (for diagnostics and protocol tests).
+    pub async fn raw_connection(&self) -> Result<quinn::Connection, TransportError> {
+        self.connection().await
+    }
+
+    /// Drops the current connection and connects again, waiting with exponential backoff
+    /// between at most `config.reconnect_attempts` attempts.
+    pub async fn reconnect(&self) -> Result<(), TransportError> {
+        {
+            let mut state = self.state.lock().await;
+            if let Some(conn) = state.conn.take() {
+                conn.close(codes::CLOSED, b"reconnecting");
+            }
+            state.next_attempt = None;
+        }
+        let mut last = None;
+        for _ in 0..self.config.reconnect_attempts.max(1) {
+            match self.connection().await {
+                Ok(_) => return Ok(()),
+                Err(TransportError::Backoff { retry_in, .. }) => tokio::time::sleep(retry_in).await,
+                Err(e) if e.server_unavailable() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => self.connection().await.map(|_| ()),
+        }
+    }
+
+    /// Closes the connection and waits briefly for the close to reach the server.
+    pub async fn close(&self) {
+        let mut state = self.state.lock().await;
+        if let Some(conn) = state.conn.take() {
+            conn.close(codes::CLOSED, b"agent closing");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+    }
+
+    /// The live connection, connecting if there is none and the backoff allows it.
+    async fn connection(&self) -> Result<quinn::Connection, TransportError> {
+        let mut state = self.state.lock().await;
+        if let Some(conn) = state.conn.as_ref() {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+            state.conn = None;
+        }
+        if let Some(at) = state.next_attempt {
+            let now = Instant::now();
+            if at > now {
+                return Err(TransportError::Backoff {
+                    addr: self.server,
+                    failures: state.failures,
+                    retry_in: at - now,
+                });
+            }
+        }
+        match self.connect_once().await {
+            Ok(conn) => {
+                state.conn = Some(conn.clone());
+                state.failures = 0;
+                state.next_attempt = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                let exp = state.failures.saturating_sub(1).min(16);
+                let wait = self
+                    .config
+                    .backoff_initial
+                    .saturating_mul(1 << exp)
+                    .min(self.config.backoff_max);
+                state.next_attempt = Some(Instant::now() + wait);
+                tracing::debug!(server = %self.server, failures = state.failures, ?wait, error = %e, "connection attempt failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> Result<quinn::Connection, TransportError> {
+        let timeout = self.config.connect_timeout;
+        let attempt = async {
+            let connecting = self
+                .endpoint
+                .connect_with(self.quic.clone(), self.server, &self.server_name)
+                .map_err(|e| TransportError::Refused {
+                    addr: self.server,
+                    reason: e.to_string(),
+                })?;
+            let conn = connecting.await.map_err(|e| self.classify(e))?;
+            self.authenticate(&conn).await?;
+            Ok(conn)
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::ConnectTimeout {
+                addr: self.server,
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn authenticate(&self, conn: &quinn::Connection) -> Result<(), TransportError> {
+        let hello = AuthHello::encode(self.token.as_bytes()).map_err(|e| TransportError::InvalidFrame {
+            frame_id: 0,
+            reason: format!("token: {e}"),
+        })?;
+        let lost = |conn: &quinn::Connection| match conn.close_reason() {
+            Some(e) => self.classify(e),
+            None => TransportError::Refused {
+                addr: self.server,
+                reason: "auth stream failed".into(),
+            },
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| self.classify(e))?;
+        send.write_all(&hello).await.map_err(|_| lost(conn))?;
+        let _ = send.finish();
+        let mut ack = [0u8; 1];
+        match recv.read_exact(&mut ack).await {
+            Ok(()) if ack[0] == AUTH_ACCEPTED => Ok(()),
+            Ok(()) => Err(TransportError::Unauthenticated {
+                addr: self.server,
+                reason: format!("unexpected auth reply byte {}", ack[0]),
+            }),
+            Err(_) => {
+                // The server closes the connection right after a bad token; wait for the close
+                // so the error names the real cause.
+                let closed = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+                Err(match closed {
+                    Ok(e) => self.classify(e),
+                    Err(_) => lost(conn),
+                })
+            }
+        }
+    }
+
+    fn classify(&self, error: quinn::ConnectionError) -> TransportError {
+        use quinn::ConnectionError as E;
+        if let Some(actual) = self.mismatches.take() {
+            if let ServerTrust::Pinned(expected) = &self.trust {
+                return TransportError::CertificateMismatch {
+                    expected: *expected,
+                    actual,
+                };
+            }
+        }
+        match error {
+            E::ApplicationClosed(close)
+                if close.error_code == codes::UNAUTHENTICATED || close.error_code == codes::BAD_HELLO =>
+            {
+                TransportError::Unauthenticated {
+                    addr: self.server,
+                    reason: String::from_utf8_lossy(&close.reason).into_owned(),
+                }
+            }
+            E::TimedOut => TransportError::ConnectTimeout {
+                addr: self.server,
+                after: self.config.connect_timeout,
+            },
+            e @ (E::ConnectionClosed(_) | E::Reset | E::VersionMismatch | E::TransportError(_)) => {
+                TransportError::Refused {
+                    addr: self.server,
+                    reason: e.to_string(),
+                }
+            }
+            e => TransportError::ConnectionLost {
+                addr: self.server,
+                source: e,
+            },
+        }
+    }
+
+    /// Sends one frame: the header, then the layers in order, until `deadline` after the call;
+    /// then cancels what is unsent and waits (up to `config.reply_timeout` more) for the reply.
+    pub async fn send_frame(
+        &self,
+        header: FrameHeader,
+        layers: Vec<Bytes>,
+        deadline: Duration,
+    ) -> Result<FrameReply, TransportError> {
+        let frame_id = header.frame_id;
+        let invalid = |reason: String| TransportError::InvalidFrame { frame_id, reason };
+        let layer_count = u16::try_from(layers.len())
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| invalid(format!("{} layers (need 1..=65535)", layers.len())))?;
+        let header_len = u32::try_from(header.codec_header.len())
+            .map_err(|_| invalid("codec header over 4 GiB".into()))?;
+        let mut prefixes = Vec::with_capacity(layers.len());
+        for layer in &layers {
+            prefixes.push(wire::encode_layer_len(layer.len()).map_err(|e| invalid(e.to_string()))?);
+        }
+        let fixed = FrameFixed {
+            frame_id,
+            model_id: header.model_id,
+            deadline_us: u32::try_from(deadline.as_micros()).unwrap_or(u32::MAX),
+            layer_count,
+            header_len,
+        };
+
+        let called = Instant::now();
+        let conn = self.connection().await?;
+        let deadline_at = called + deadline;
+        let (send, mut recv) = tokio::time::timeout_at(deadline_at.into(), conn.open_bi())
+            .await
+            .map_err(|_| TransportError::ReplyTimeout {
+                frame_id,
+                waited: deadline,
+            })?
+            .map_err(|e| self.lost(e))?;
+        let send_start = Instant::now();
+        let rtt = conn.rtt();
+        let mut first = BytesMut::with_capacity(FRAME_FIXED_LEN + header.codec_header.len());
+        first.extend_from_slice(&fixed.encode());
+        first.extend_from_slice(&header.codec_header);
+        let records: Vec<(Bytes, Bytes)> = prefixes
+            .into_iter()
+            .map(|p| Bytes::copy_from_slice(&p))
+            .zip(layers)
+            .collect();
+        let written = Arc::new(AtomicUsize::new(0));
+        let writer = tokio::spawn(write_frame(
+            send,
+            first.freeze(),
+            records,
+            deadline_at,
+            written.clone(),
+        ));
+
+        let reply_at = deadline_at + self.config.reply_timeout;
+        let max_reply = Reply::max_encoded_len(&self.config.limits);
+        let read = tokio::time::timeout_at(reply_at.into(), recv.read_to_end(max_reply)).await;
+        let cancelled = if writer.is_finished() {
+            writer.await.unwrap_or(false)
+        } else {
+            // The reply is in (or the wait is over): nothing the writer still does matters.
+            writer.abort();
+            false
+        };
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(quinn::ReadToEndError::TooLong)) => {
+                return Err(TransportError::BadReply {
+                    frame_id,
+                    source: wire::WireError::TooLarge {
+                        field: "reply".into(),
+                        value: max_reply as u64 + 1,
+                        limit: max_reply as u64,
+                    },
+                });
+            }
+            Ok(Err(quinn::ReadToEndError::Read(e))) => {
+                return Err(match conn.close_reason() {
+                    Some(c) => self.lost(c),
+                    None => TransportError::Stream {
+                        frame_id,
+                        reason: format!("reading reply: {e}"),
+                    },
+                });
+            }
+            Err(_) => {
+                return Err(TransportError::ReplyTimeout {
+                    frame_id,
+                    waited: reply_at - called,
+                });
+            }
+        };
+        let round_trip = send_start.elapsed().as_secs_f64();
+        let reply = Reply::decode(&bytes, &self.config.limits)
+            .map_err(|source| TransportError::BadReply { frame_id, source })?;
+        if reply.fixed.frame_id != frame_id {
+            return Err(TransportError::BadReply {
+                frame_id,
+                source: wire::WireError::Inconsistent(format!(
+                    "reply is for frame {}",
+                    reply.fixed.frame_id
+                )),
+            });
+        }
+        match reply.fixed.status {
+            ReplyStatus::Ok => {}
+            ReplyStatus::NoLayers => return Err(TransportError::NothingDelivered { frame_id, deadline }),
+            status => {
+                return Err(TransportError::Rejected {
+                    frame_id,
+                    status,
+                    message: String::from_utf8_lossy(&reply.payload).into_owned(),
+                });
+            }
+        }
+        let receipts: Vec<LayerReceipt> = reply
+            .receipts
+            .iter()
+            .map(|r| LayerReceipt {
+                bytes: r.bytes.into(),
+                first_byte: r.first_us as f64 * 1e-6,
+                last_byte: r.last_us as f64 * 1e-6,
+            })
+            .collect();
+        let header_done = f64::from(reply.fixed.header_done_us) * 1e-6;
+        let send_start_s = send_start.duration_since(self.epoch).as_secs_f64();
+        let header_bytes = (FRAME_FIXED_LEN + header.codec_header.len()) as u64;
+        let (train, end_to_end) = frame_samples(send_start_s, rtt, header_done, header_bytes, &receipts);
+        Ok(FrameReply {
+            frame_id,
+            payload: reply.payload,
+            layers_written: written.load(Ordering::Relaxed),
+            cancelled,
+            layers_received: receipts.len(),
+            receipts,
+            header_done,
+            handler_time: f64::from(reply.fixed.handler_us) * 1e-6,
+            send_start: send_start_s,
+            round_trip,
+            train_sample: train,
+            end_to_end_sample: end_to_end,
+        })
+    }
+
+    fn lost(&self, error: quinn::ConnectionError) -> TransportError {
+        match error {
+            quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::TimedOut => {
+                TransportError::ConnectionLost {
+                    addr: self.server,
+                    source: error,
+                }
+            }
+            other => self.classify(other),
+        }
+    }
+}
+
+/// Writes the frame until done and acknowledged, or until the deadline, when whatever QUIC
+/// has not delivered yet is cancelled with a stream reset. Returns whether it cancelled.
+async fn write_frame(
+    mut send: SendStream,
+    first: Bytes,
+    records: Vec<(Bytes, Bytes)>,
+    deadline_at: Instant,
+    written: Arc<AtomicUsize>,
+) -> bool {
+    let work = async {
+        send.write_chunk(first).await?;
+        for (prefix, body) in records {
+            send.write_chunk(prefix).await?;
+            send.write_chunk(body).await?;
+            written.fetch_add(1, Ordering::Relaxed);
+        }
+        send.finish().map_err(|_| quinn::WriteError::ClosedStream)?;
+        // Completes once every byte is acknowledged; until then a reset can still cancel.
+        let _ = send.stopped().await;
+        Ok::<(), quinn::WriteError>(())
+    };
+    match tokio::time::timeout_at(deadline_at.into(), work).await {
+        Ok(Ok(())) => false,
+        // The server stopped reading (it has what it wants, or rejected the frame).
+        Ok(Err(_)) => false,
+        Err(_) => {
+            let _ = send.reset(codes::CANCELLED);
+            true
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The UDP relay: agents send to it, it forwards to the server through the emulated uplink and
+//! sends the server's packets back through the emulated downlink. One upstream socket per
+//! agent address keeps flows apart.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::link::{LinkConfig, LinkModel, LinkStats, Verdict};
+use super::schedule::CapacitySchedule;
+
+/// Largest UDP payload relayed.
+const MAX_DATAGRAM: usize = 65_535;
+/// Packets waiting for their exit time per direction, at most (beyond: dropped and counted).
+const MAX_IN_FLIGHT_PACKETS: usize = 1 << 16;
+
+/// Settings of the relay.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Address agents send to.
+    pub listen: SocketAddr,
+    /// The server's address.
+    pub upstream: SocketAddr,
+    /// Agent → server direction.
+    pub uplink: LinkConfig,
+    /// Server → agent direction.
+    pub downlink: LinkConfig,
+    /// Most agent addresses relayed at once; packets from more are dropped.
+    pub max_flows: usize,
+    /// A flow without packets for this long is forgotten.
+    pub flow_idle_timeout: Duration,
+}
+
+impl EmulatorConfig {
+    /// A relay from `listen` to `upstream` with default link settings.
+    pub fn new(listen: SocketAddr, upstream: SocketAddr) -> Self {
+        Self {
+            listen,
+            upstream,
+            uplink: LinkConfig::default(),
+            downlink: LinkConfig::default(),
+            max_flows: 4096,
+            flow_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// A socket could not be bound.
+    #[error("binding UDP {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Counts of both directions and the flows seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EmulatorStats {
+    /// Agent → server.
+    pub uplink: LinkStats,
+    /// Server → agent.
+    pub downlink: LinkStats,
+    /// Flows currently relayed.
+    pub active_flows: usize,
+    /// Flows created since start.
+    pub flows_created: u64,
+    /// Packets dropped because the flow table or an exit line was full, or a send failed.
+    pub relay_drops: u64,
+}
+
+struct Flow {
+    socket: Arc<UdpSocket>,
+    last_seen: Mutex<Instant>,
+    downlink_task: JoinHandle<()>,
+}
+
+struct Shared {
+    start: Instant,
+    config: EmulatorConfig,
+    listen: Arc<UdpSocket>,
+    uplink: Mutex<LinkModel>,
+    downlink: Mutex<LinkModel>,
+    flows: Mutex<HashMap<SocketAddr, Arc<Flow>>>,
+    stats: Mutex<EmulatorStats>,
+}
+
+impl Shared {
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn count_drop(&self) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.relay_drops += 1;
+        }
+    }
+}
+
+/// A packet on its way out of the link.
+struct Exit {
+    at: f64,
+    payload: Bytes,
+    socket: Arc<UdpSocket>,
+    to: Option<SocketAddr>,
+}
+
+/// A running relay. Dropping it stops it.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds the listen address and starts relaying. Time zero of both schedules is now.
+    /// Must be called inside a tokio runtime.
+    pub async fn start(
+        config: EmulatorConfig,
+        uplink: Arc<dyn CapacitySchedule>,
+        downlink: Arc<dyn CapacitySchedule>,
+    ) -> Result<Self, EmulatorError> {
+        let listen = UdpSocket::bind(config.listen)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            start: Instant::now(),
+            listen: Arc::new(listen),
+            uplink: Mutex::new(LinkModel::new(uplink, config.uplink)),
+            downlink: Mutex::new(LinkModel::new(downlink, config.downlink)),
+            config,
+            flows: Mutex::new(HashMap::new()),
+            stats: Mutex::new(EmulatorStats::default()),
+        });
+        let (up_tx, up_rx) = mpsc::channel(MAX_IN_FLIGHT_PACKETS);
+        let (down_tx, down_rx) = mpsc::channel(MAX_IN_FLIGHT_PACKETS);
+        let tasks = vec![
+            tokio::spawn(uplink_ingress(shared.clone(), up_tx, down_tx)),
+            tokio::spawn(egress(shared.clone(), up_rx)),
+            tokio::spawn(egress(shared.clone(), down_rx)),
+            tokio::spawn(janitor(shared.clone())),
+        ];
+        Ok(Self { shared, tasks })
+    }
+
+    /// The address agents should send to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared
+            .listen
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
+    }
+
+    /// Time zero of the schedules.
+    pub fn started_at(&self) -> Instant {
+        self.shared.start
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> EmulatorStats {
+        let mut stats = self.shared.stats.lock().map(|s| *s).unwrap_or_default();
+        if let Ok(l) = self.shared.uplink.lock() {
+            stats.uplink = l.stats();
+        }
+        if let Ok(l) = self.shared.downlink.lock() {
+            stats.downlink = l.stats();
+        }
+        stats.active_flows = self.shared.flows.lock().map(|f| f.len()).unwrap_or(0);
+        stats
+    }
+
+    /// Stops relaying.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Ok(mut flows) = self.shared.flows.lock() {
+            for (_, flow) in flows.drain() {
+                flow.downlink_task.abort();
+            }
+        }
+    }
+}
+
+/// Reads agents' packets, finds or creates their flow, and passes them through the uplink.
+async fn uplink_ingress(shared: Arc<Shared>, up: mpsc::Sender<Exit>, down: mpsc::Sender<Exit>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, from) = match shared.listen.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems; keep going.
+                tracing::debug!(error = %e, "emulator listen socket");
+                continue;
+            }
+        };
+        let Some(flow) = flow_for(&shared, from, &down).await else {
+            shared.count_drop();
+            continue;
+        };
+        let now = shared.now();
+        let verdict = match shared.uplink.lock() {
+            Ok(mut link) => link.offer(now, len),
+            Err(_) => return,
+        };
+        if let Verdict::Deliver { at } = verdict {
+            let exit = Exit {
+                at,
+                payload: Bytes::copy_from_slice(&buf[..len]),
+                socket: flow.socket.clone(),
+                to: None,
+            };
+            if up.try_send(exit).is_err() {
+                shared.count_drop();
+            }
+        }
+    }
+}
+
+async fn flow_for(shared: &Arc<Shared>, from: SocketAddr, down: &mpsc::Sender<Exit>) -> Option<Arc<Flow>> {
+    if let Some(flow) = shared.flows.lock().ok()?.get(&from).cloned() {
+        if let Ok(mut seen) = flow.last_seen.lock() {
+            *seen = Instant::now();
+        }
+        return Some(flow);
+    }
+    if shared.flows.lock().ok()?.len() >= shared.config.max_flows {
+        return None;
+    }
+    let bind: SocketAddr = if shared.config.upstream.is_ipv6() {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    } else if shared.config.upstream.ip().is_loopback() {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = match UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "emulator: cannot open an upstream socket");
+            return None;
+        }
+    };
+    if let Err(e) = socket.connect(shared.config.upstream).await {
+        tracing::warn!(error = %e, upstream = %shared.config.upstream, "emulator: cannot reach upstream");
+        return None;
+    }
+    let socket = Arc::new(socket);
+    let downlink_task = tokio::spawn(downlink_ingress(shared.clone(), socket.clone(), from, down.clone()));
+    let flow = Arc::new(Flow {
+        socket,
+        last_seen: Mutex::new(Instant::now()),
+        downlink_task,
+    });
+    shared.flows.lock().ok()?.insert(from, flow.clone());
+    if let Ok(mut s) = shared.stats.lock() {
+        s.flows_created += 1;
+    }
+    tracing::debug!(agent = %from, "emulator: new flow");
+    Some(flow)
+}
+
+/// Reads the server's packets for one flow and passes them through the downlink.
+async fn downlink_ingress(shared: Arc<Shared>, socket: Arc<UdpSocket>, agent: SocketAddr, down: mpsc::Sender<Exit>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let len = match socket.recv(&mut buf).await {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::debug!(error = %e, %agent, "emulator upstream socket");
+                continue;
+            }
+        };
+        let now = shared.now();
+        let verdict = match shared.downlink.lock() {
+            Ok(mut link) => link.offer(now, len),
+            Err(_) => return,
+        };
+        if let Verdict::Deliver { at } = verdict {
+            let exit = Exit {
+                at,
+                payload: Bytes::copy_from_slice(&buf[..len]),
+                socket: shared.listen.clone(),
+                to: Some(agent),
+            };
+            if down.try_send(exit).is_err() {
+                shared.count_drop();
+            }
+        }
+    }
+}
+
+/// Sends packets at their exit times. Exit times of one direction never decrease (FIFO
+/// bottleneck plus constant delay), so a plain queue in arrival order suffices.
+async fn egress(shared: Arc<Shared>, mut exits: mpsc::Receiver<Exit>) {
+    while let Some(exit) = exits.recv().await {
+        let due = shared.start + Duration::from_secs_f64(exit.at.max(0.0));
+        tokio::time::sleep_until(due.into()).await;
+        let sent = match exit.to {
+            Some(to) => exit.socket.send_to(&exit.payload, to).await.map(|_| ()),
+            None => exit.socket.send(&exit.payload).await.map(|_| ()),
+        };
+        if sent.is_err() {
+            shared.count_drop();
+        }
+    }
+}
+
+/// Forgets idle flows so the table stays bounded.
+async fn janitor(shared: Arc<Shared>) {
+    let every = (shared.config.flow_idle_timeout / 4).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let Ok(mut flows) = shared.flows.lock() else { return };
+        let timeout = shared.config.flow_idle_timeout;
+        flows.retain(|_, flow| {
+            let idle = flow.last_seen.lock().map(|t| t.elapsed()).unwrap_or_default();
+            let keep = idle < timeout;
+            if !keep {
+                flow.downlink_task.abort();
+            }
+            keep
+        });
+    }
+}

@@ -1,0 +1,131 @@
+//! Plain observations handed to the controller: delivery samples and QUIC path statistics.
+//!
+//! Times are seconds (f64) relative to the client's epoch (`AgentClient::epoch`), sizes bytes.
+
+use std::time::Duration;
+
+/// `bytes` were delivered to the server over `[start, end]` (seconds, client epoch).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliverySample {
+    /// Start of the interval.
+    pub start: f64,
+    /// End of the interval.
+    pub end: f64,
+    /// Bytes delivered in the interval.
+    pub bytes: u64,
+}
+
+impl DeliverySample {
+    /// Delivery rate in bit/s, or `None` for an empty interval.
+    pub fn rate_bps(&self) -> Option<f64> {
+        let dt = self.end - self.start;
+        (dt > 0.0).then(|| self.bytes as f64 * 8.0 / dt)
+    }
+}
+
+/// When one layer arrived at the server (seconds relative to the first byte of the frame's
+/// stream on the server) and how big its record was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerReceipt {
+    /// Bytes of the layer record, 4-byte length prefix included.
+    pub bytes: u64,
+    /// When the first byte of the record was read.
+    pub first_byte: f64,
+    /// When the last byte of the record was read.
+    pub last_byte: f64,
+}
+
+/// A snapshot of quinn's path statistics for the agent's connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathStats {
+    /// Smoothed round-trip time, seconds.
+    pub rtt: f64,
+    /// Smallest round-trip time seen, seconds.
+    pub min_rtt: f64,
+    /// Congestion window, bytes.
+    pub cwnd: u64,
+    /// Congestion events so far.
+    pub congestion_events: u64,
+    /// Packets declared lost so far.
+    pub lost_packets: u64,
+    /// Bytes declared lost so far.
+    pub lost_bytes: u64,
+    /// Packets sent so far.
+    pub sent_packets: u64,
+    /// Current path MTU, bytes.
+    pub mtu: u16,
+}
+
+impl PathStats {
+    pub(crate) fn from_quinn(stats: &quinn::ConnectionStats) -> Self {
+        let p = &stats.path;
+        Self {
+            rtt: p.rtt.as_secs_f64(),
+            min_rtt: p.min_rtt.as_secs_f64(),
+            cwnd: p.cwnd,
+            congestion_events: p.congestion_events,
+            lost_packets: p.lost_packets,
+            lost_bytes: p.lost_bytes,
+            sent_packets: p.sent_packets,
+            mtu: p.current_mtu,
+        }
+    }
+}
+
+/// Delivery samples for one frame, derived from the server's receipts.
+///
+/// `send_start` is when the agent started writing the frame (client epoch), `rtt` the smoothed
+/// RTT at that time; the server's clock origin (its first byte) is mapped to
+/// `send_start + rtt / 2`. Returns the train sample — bytes of all layers over
+/// [header complete, last layer complete], which measures the bottleneck's dispersion and needs
+/// no clock sync — and the send→receive sample over [send_start, last layer complete], which
+/// also includes the one-way delay and so is a lower bound on the rate.
+pub(crate) fn frame_samples(
+    send_start: f64,
+    rtt: Duration,
+    header_done: f64,
+    header_bytes: u64,
+    receipts: &[LayerReceipt],
+) -> (Option<DeliverySample>, Option<DeliverySample>) {
+    let Some(last) = receipts.last() else {
+        return (None, None);
+    };
+    let origin = send_start + rtt.as_secs_f64() / 2.0;
+    let layer_bytes: u64 = receipts.iter().map(|r| r.bytes).sum();
+    // Shorter than a millisecond means the whole frame arrived in one burst: its dispersion
+    // says nothing about the link.
+    let train = (last.last_byte - header_done >= 1e-3).then_some(DeliverySample {
+        start: origin + header_done,
+        end: origin + last.last_byte,
+        bytes: layer_bytes,
+    });
+    let end_to_end = DeliverySample {
+        start: send_start,
+        end: origin + last.last_byte,
+        bytes: layer_bytes + header_bytes,
+    };
+    (train, Some(end_to_end).filter(|s| s.end > s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_from_receipts() {
+        let receipts = [
+            LayerReceipt { bytes: 1000, first_byte: 0.001, last_byte: 0.010 },
+            LayerReceipt { bytes: 1000, first_byte: 0.010, last_byte: 0.021 },
+        ];
+        let (train, e2e) = frame_samples(5.0, Duration::from_millis(20), 0.001, 50, &receipts);
+        let train = train.expect("train sample");
+        assert!((train.start - 5.011).abs() < 1e-9);
+        assert!((train.end - 5.031).abs() < 1e-9);
+        assert_eq!(train.bytes, 2000);
+        assert!((train.rate_bps().expect("rate") - 800_000.0).abs() < 1e-3);
+        let e2e = e2e.expect("e2e sample");
+        assert_eq!(e2e.bytes, 2050);
+        assert!((e2e.start - 5.0).abs() < 1e-12);
+        assert_eq!(frame_samples(0.0, Duration::ZERO, 0.0, 10, &[]), (None, None));
+    }
+}
