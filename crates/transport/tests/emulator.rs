@@ -1,0 +1,176 @@
+//! The link emulator on loopback: delivered throughput follows the schedule, and a frame on a
+//! slow emulated link is cut at its deadline.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use offload_transport::ServerLimits;
+use offload_transport::emulator::{
+    CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, LinkConfig, PiecewiseConstant,
+};
+use tokio::net::UdpSocket;
+
+const PACKET: usize = 1200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_throughput_follows_the_trace_within_5_percent() {
+    let sink = UdpSocket::bind("127.0.0.1:0").await.expect("sink");
+    let delay = 0.020;
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), sink.local_addr().expect("addr"));
+    config.uplink = LinkConfig {
+        delay,
+        queue_bytes: 40_000,
+        loss: 0.0,
+        seed: 1,
+    };
+    // 2 → 8 → 1 Mbit/s, one second each.
+    let schedule = Arc::new(PiecewiseConstant::new(&[(1.0, 2e6), (1.0, 8e6), (1.0, 1e6)]).expect("valid"));
+    let emulator = Emulator::start(config, schedule.clone(), Arc::new(ConstantRate { bps: 1e8 }))
+        .await
+        .expect("emulator");
+    let start = emulator.started_at();
+    let relay = emulator.local_addr();
+    let windows = 3usize;
+
+    // Receive everything until the sender is done and the queue has drained.
+    let receiver = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        let mut arrivals = Vec::new();
+        let stop = start + Duration::from_secs_f64(windows as f64 + delay + 0.5);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(stop.into(), sink.recv(&mut buf)).await {
+            arrivals.push((start.elapsed().as_secs_f64(), n));
+        }
+        arrivals
+    });
+
+    // Saturate at about 16 Mbit/s: 8 packets every 5 ms, for the three steps.
+    let sender = UdpSocket::bind("127.0.0.1:0").await.expect("sender");
+    let payload = vec![0xabu8; PACKET];
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let send_until = start + Duration::from_secs_f64(windows as f64 + 0.05);
+    let mut sent = 0u64;
+    while Instant::now() < send_until && sent < 100_000 {
+        tick.tick().await;
+        for _ in 0..8 {
+            sender.send_to(&payload, relay).await.expect("send");
+            sent += 1;
+        }
+    }
+    let arrivals = receiver.await.expect("receiver");
+    let stats = emulator.stats();
+    assert!(stats.uplink.queue_drops > 0, "the sender must saturate the link: {stats:?}");
+
+    for w in 0..windows {
+        let (t0, t1) = (w as f64 + delay, w as f64 + 1.0 + delay);
+        let bytes: usize = arrivals
+            .iter()
+            .filter(|(t, _)| *t >= t0 && *t < t1)
+            .map(|(_, n)| n)
+            .sum();
+        let expected = schedule.bits_between(w as f64, w as f64 + 1.0) / 8.0;
+        let ratio = bytes as f64 / expected;
+        println!("window {w}: {bytes} B delivered, {expected} B capacity, ratio {ratio:.4}");
+        assert!((ratio - 1.0).abs() <= 0.05, "window {w}: ratio {ratio:.4}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_cancels_layers_on_a_slow_link() {
+    let (server, identity) = start_server(ServerLimits::default());
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), server.local_addr());
+    config.uplink = LinkConfig {
+        delay: 0.010,
+        queue_bytes: 64 * 1024,
+        loss: 0.0,
+        seed: 3,
+    };
+    config.downlink = LinkConfig {
+        delay: 0.010,
+        ..LinkConfig::default()
+    };
+    let uplink_bps = 1e6;
+    let emulator = Emulator::start(config, Arc::new(ConstantRate { bps: uplink_bps }), Arc::new(ConstantRate { bps: 5e7 }))
+        .await
+        .expect("emulator");
+    let client = agent(emulator.local_addr(), &identity).await;
+
+    // Ten 20 kB layers need 1.6 s at 1 Mbit/s; the deadline allows 0.4 s.
+    let deadline = Duration::from_millis(400);
+    let sent = layers(9, &[20_000; 10]);
+    let reply = client
+        .send_frame(header(1), sent.clone(), deadline)
+        .await
+        .expect("partial frame still answered");
+    println!(
+        "received {} of 10 layers, written {}, cancelled {}, train {:?}",
+        reply.layers_received, reply.layers_written, reply.cancelled, reply.train_sample
+    );
+    assert!(reply.cancelled);
+    assert!(reply.layers_received >= 1 && reply.layers_received < 10, "{}", reply.layers_received);
+    let expected = summary(&header(1).codec_header, &sent[..reply.layers_received]);
+    assert_eq!(String::from_utf8(reply.payload.clone()).expect("utf8"), expected);
+    // Nothing the server used arrived after the deadline plus the server's grace.
+    let last = reply.receipts.last().expect("receipts").last_byte;
+    assert!(last < deadline.as_secs_f64() + 0.5, "{last}");
+    // The bytes that made it cannot have crossed the 1 Mbit/s bottleneck faster than it runs.
+    if let Some(train) = reply.train_sample {
+        let rate = train.rate_bps().expect("rate");
+        assert!(rate < uplink_bps * 1.15, "train rate {rate}");
+    }
+
+    // With a generous deadline a small frame arrives whole through the same link.
+    let reply = client
+        .send_frame(header(2), layers(2, &[2_000, 2_000, 2_000]), Duration::from_secs(3))
+        .await
+        .expect("whole frame");
+    assert_eq!(reply.layers_received, 3);
+    assert!(!reply.cancelled);
+    client.close().await;
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_flows_are_relayed_independently() {
+    let (server, identity) = start_server(ServerLimits::default());
+    let config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), server.local_addr());
+    let emulator = Emulator::start(config, Arc::new(ConstantRate { bps: 1e8 }), Arc::new(ConstantRate { bps: 1e8 }))
+        .await
+        .expect("emulator");
+    let relay = emulator.local_addr();
+    let mut tasks = Vec::new();
+    for a in 0..8u64 {
+        let identity_fp = identity.fingerprint();
+        tasks.push(tokio::spawn(async move {
+            let client = offload_transport::AgentClient::connect(
+                relay,
+                "localhost",
+                offload_transport::ServerTrust::Pinned(identity_fp),
+                offload_transport::AuthToken::new(TOKEN).expect("token"),
+                quick_config(),
+            )
+            .await
+            .expect("connect through relay");
+            for f in 0..3 {
+                let sent = layers(a as u8, &[1_000, 3_000]);
+                let reply = client
+                    .send_frame(header(a * 10 + f), sent.clone(), Duration::from_secs(2))
+                    .await
+                    .expect("reply");
+                assert_eq!(
+                    String::from_utf8(reply.payload).expect("utf8"),
+                    summary(&header(a * 10 + f).codec_header, &sent)
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("agent task");
+    }
+    let stats = emulator.stats();
+    assert_eq!(stats.flows_created, 8);
+    assert_eq!(stats.active_flows, 8);
+    server.shutdown(Duration::from_secs(1)).await;
+}
