@@ -266,7 +266,7 @@ impl Trace {
     /// periods). 0 when `t1 <= t0` or either time is not finite.
     #[inline]
     pub fn bits_between(&self, t0: f64, t1: f64) -> f64 {
-        if !(t1 > t0) || !t0.is_finite() || !t1.is_finite() {
+        if !t0.is_finite() || !t1.is_finite() || t1 <= t0 {
             return 0.0;
         }
         let (k0, o0) = self.wrap(t0);
@@ -290,7 +290,8 @@ impl Trace {
             return Some(start);
         }
         let total = self.total_bits();
-        if !(total > 0.0) || !bits.is_finite() {
+        // Totals are validated finite and ≥ 0 at construction.
+        if total <= 0.0 || !bits.is_finite() {
             return None;
         }
         let period = self.duration();

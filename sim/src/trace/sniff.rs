@@ -2,7 +2,7 @@
 //!
 //! Rules, first match wins (each checked against every file of `../shared/traces`):
 //! - a header naming `Timestamp` and `DL_bitrate` → G-NetTrack CSV;
-//! - a first line of `#` or `Run <k>` → NUWiNS list;
+//! - a first line of only `#` or `Run <k>` → NUWiNS list;
 //! - lines of one whole number → mahimahi;
 //! - lines `number,number` → time/bytes-per-second CSV;
 //! - lines of two whitespace-separated numbers → Oboe when the lines come in pairs carrying
@@ -37,7 +37,7 @@ pub fn sniff(path: &Path, text: &str) -> Result<TraceFormat, TraceError> {
     if first.starts_with("Timestamp") && first.contains("DL_bitrate") {
         return Ok(TraceFormat::Gnettrack);
     }
-    if first.starts_with('#') || is_run_header(first) {
+    if is_rule(first) || is_run_header(first) {
         return Ok(TraceFormat::NuwinsList);
     }
     let is_num = |s: &str| s.trim().parse::<f64>().is_ok_and(f64::is_finite);
@@ -72,6 +72,11 @@ pub fn sniff(path: &Path, text: &str) -> Result<TraceFormat, TraceError> {
     } else {
         TraceFormat::TimeMbps
     })
+}
+
+/// A NUWiNS separator: a line of `#` only (a Markdown heading is not one).
+fn is_rule(l: &str) -> bool {
+    l.len() >= 3 && l.bytes().all(|b| b == b'#')
 }
 
 fn is_run_header(l: &str) -> bool {

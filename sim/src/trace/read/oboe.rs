@@ -45,7 +45,10 @@ pub(crate) fn read(path: &Path, text: &str, step_s: f64) -> Result<Parsed, Trace
             if v == v0 {
                 pieces.push((dt, v));
             } else if dt > 0.0 {
-                let n = (dt / step_s).ceil().clamp(1.0, MAX_PIECES_PER_RAMP);
+                // The tolerance keeps 0.2 / 0.1 (= 2.0000000000000004) at two pieces.
+                let n = (dt / step_s * (1.0 - 1e-9))
+                    .ceil()
+                    .clamp(1.0, MAX_PIECES_PER_RAMP);
                 let piece = dt / n;
                 for k in 0..n as usize {
                     let mid = (k as f64 + 0.5) / n;
