@@ -37,7 +37,9 @@ fn handler(frame: &ReceivedFrame) -> Result<Vec<u8>, HandlerError> {
         .layers
         .iter()
         .flat_map(|l| l.iter())
-        .fold(0u64, |acc, &b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
+        .fold(0u64, |acc, &b| {
+            acc.wrapping_mul(31).wrapping_add(u64::from(b))
+        });
     Ok(sum.to_le_bytes().to_vec())
 }
 
@@ -92,7 +94,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     codec_header: Bytes::from_static(b"load"),
                 };
                 match client.send_frame(header, layers.clone(), deadline).await {
-                    Ok(reply) if reply.layers_received == layers.len() => latencies.push(reply.round_trip),
+                    Ok(reply) if reply.layers_received == layers.len() => {
+                        latencies.push(reply.round_trip)
+                    }
                     Ok(_) | Err(_) => failures += 1,
                 }
             }

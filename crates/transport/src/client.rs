@@ -122,6 +122,17 @@ pub struct AgentClient {
     state: Mutex<ConnState>,
 }
 
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("server", &self.server)
+            .field("server_name", &self.server_name)
+            .field("trust", &self.trust)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AgentClient {
     /// Connects and authenticates. `server_name` is checked against the certificate when
     /// trusting a CA; with a pinned fingerprint it is only sent as SNI.
@@ -315,10 +326,11 @@ impl AgentClient {
     }
 
     async fn authenticate(&self, conn: &quinn::Connection) -> Result<(), TransportError> {
-        let hello = AuthHello::encode(self.token.as_bytes()).map_err(|e| TransportError::InvalidFrame {
-            frame_id: 0,
-            reason: format!("token: {e}"),
-        })?;
+        let hello =
+            AuthHello::encode(self.token.as_bytes()).map_err(|e| TransportError::InvalidFrame {
+                frame_id: 0,
+                reason: format!("token: {e}"),
+            })?;
         let lost = |conn: &quinn::Connection| match conn.close_reason() {
             Some(e) => self.classify(e),
             None => TransportError::Refused {
@@ -350,17 +362,17 @@ impl AgentClient {
 
     fn classify(&self, error: quinn::ConnectionError) -> TransportError {
         use quinn::ConnectionError as E;
-        if let Some(actual) = self.mismatches.take() {
-            if let ServerTrust::Pinned(expected) = &self.trust {
-                return TransportError::CertificateMismatch {
-                    expected: *expected,
-                    actual,
-                };
-            }
+        if let (Some(actual), ServerTrust::Pinned(expected)) = (self.mismatches.take(), &self.trust)
+        {
+            return TransportError::CertificateMismatch {
+                expected: *expected,
+                actual,
+            };
         }
         match error {
             E::ApplicationClosed(close)
-                if close.error_code == codes::UNAUTHENTICATED || close.error_code == codes::BAD_HELLO =>
+                if close.error_code == codes::UNAUTHENTICATED
+                    || close.error_code == codes::BAD_HELLO =>
             {
                 TransportError::Unauthenticated {
                     addr: self.server,
@@ -493,7 +505,9 @@ impl AgentClient {
         }
         match reply.fixed.status {
             ReplyStatus::Ok => {}
-            ReplyStatus::NoLayers => return Err(TransportError::NothingDelivered { frame_id, deadline }),
+            ReplyStatus::NoLayers => {
+                return Err(TransportError::NothingDelivered { frame_id, deadline });
+            }
             status => {
                 return Err(TransportError::Rejected {
                     frame_id,
@@ -514,7 +528,8 @@ impl AgentClient {
         let header_done = f64::from(reply.fixed.header_done_us) * 1e-6;
         let send_start_s = send_start.duration_since(self.epoch).as_secs_f64();
         let header_bytes = (FRAME_FIXED_LEN + header.codec_header.len()) as u64;
-        let (train, end_to_end) = frame_samples(send_start_s, rtt, header_done, header_bytes, &receipts);
+        let (train, end_to_end) =
+            frame_samples(send_start_s, rtt, header_done, header_bytes, &receipts);
         Ok(FrameReply {
             frame_id,
             payload: reply.payload,

@@ -114,8 +114,16 @@ mod tests {
     #[test]
     fn samples_from_receipts() {
         let receipts = [
-            LayerReceipt { bytes: 1000, first_byte: 0.001, last_byte: 0.010 },
-            LayerReceipt { bytes: 1000, first_byte: 0.010, last_byte: 0.021 },
+            LayerReceipt {
+                bytes: 1000,
+                first_byte: 0.001,
+                last_byte: 0.010,
+            },
+            LayerReceipt {
+                bytes: 1000,
+                first_byte: 0.010,
+                last_byte: 0.021,
+            },
         ];
         let (train, e2e) = frame_samples(5.0, Duration::from_millis(20), 0.001, 50, &receipts);
         let train = train.expect("train sample");
@@ -126,6 +134,9 @@ mod tests {
         let e2e = e2e.expect("e2e sample");
         assert_eq!(e2e.bytes, 2050);
         assert!((e2e.start - 5.0).abs() < 1e-12);
-        assert_eq!(frame_samples(0.0, Duration::ZERO, 0.0, 10, &[]), (None, None));
+        assert_eq!(
+            frame_samples(0.0, Duration::ZERO, 0.0, 10, &[]),
+            (None, None)
+        );
     }
 }

@@ -39,7 +39,9 @@ impl std::str::FromStr for CongestionAlgorithm {
             "cubic" => Ok(Self::Cubic),
             "bbr" => Ok(Self::Bbr),
             "newreno" | "new-reno" => Ok(Self::NewReno),
-            other => Err(format!("unknown congestion controller {other:?} (cubic, bbr, newreno)")),
+            other => Err(format!(
+                "unknown congestion controller {other:?} (cubic, bbr, newreno)"
+            )),
         }
     }
 }
@@ -105,7 +107,9 @@ impl ControllerFactory for SamplingFactory {
         let inner = match self.algorithm {
             CongestionAlgorithm::Cubic => Arc::new(CubicConfig::default()).build(now, current_mtu),
             CongestionAlgorithm::Bbr => Arc::new(BbrConfig::default()).build(now, current_mtu),
-            CongestionAlgorithm::NewReno => Arc::new(NewRenoConfig::default()).build(now, current_mtu),
+            CongestionAlgorithm::NewReno => {
+                Arc::new(NewRenoConfig::default()).build(now, current_mtu)
+            }
         };
         match &self.log {
             None => inner,
@@ -152,7 +156,14 @@ impl SamplingController {
         }
     }
 
-    fn sample_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool, min_rtt: Duration) {
+    fn sample_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        min_rtt: Duration,
+    ) {
         self.delivered += bytes;
         self.delivered_time = now;
         // Records older than the acknowledged packet are either acknowledged or lost.
@@ -203,12 +214,25 @@ impl Controller for SamplingController {
         self.inner.on_sent(now, bytes, last_packet_number);
     }
 
-    fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool, rtt: &RttEstimator) {
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        rtt: &RttEstimator,
+    ) {
         self.sample_ack(now, sent, bytes, app_limited, rtt.min());
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
     }
 
-    fn on_end_acks(&mut self, now: Instant, in_flight: u64, app_limited: bool, largest: Option<u64>) {
+    fn on_end_acks(
+        &mut self,
+        now: Instant,
+        in_flight: u64,
+        app_limited: bool,
+        largest: Option<u64>,
+    ) {
         if let Some((start, end, bytes)) = self.pending.take() {
             self.log.push(start, end, bytes);
         }
@@ -218,8 +242,15 @@ impl Controller for SamplingController {
         self.inner.on_end_acks(now, in_flight, app_limited, largest);
     }
 
-    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool, lost_bytes: u64) {
-        self.inner.on_congestion_event(now, sent, persistent, lost_bytes);
+    fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        persistent: bool,
+        lost_bytes: u64,
+    ) {
+        self.inner
+            .on_congestion_event(now, sent, persistent, lost_bytes);
     }
 
     fn on_mtu_update(&mut self, new_mtu: u16) {

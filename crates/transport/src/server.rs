@@ -125,12 +125,11 @@ impl EdgeServer {
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_frames_per_connection));
         transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-        let idle = quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|_| {
-            ServerError::Limit {
+        let idle =
+            quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|_| ServerError::Limit {
                 field: "idle_timeout",
                 value: limits.idle_timeout.as_millis() as u64,
-            }
-        })?;
+            })?;
         transport.max_idle_timeout(Some(idle));
         config.transport_config(Arc::new(transport));
         let endpoint = quinn::Endpoint::server(config, addr)
@@ -189,7 +188,8 @@ impl EdgeServer {
         if drained.is_err() {
             tracing::warn!(?grace, "frames still in flight at shutdown; closing anyway");
         }
-        self.endpoint.close(codes::SHUTDOWN, b"server shutting down");
+        self.endpoint
+            .close(codes::SHUTDOWN, b"server shutting down");
         let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
         self.accept_task.abort();
         self.stats_task.abort();
@@ -205,7 +205,11 @@ impl Drop for EdgeServer {
     }
 }
 
-async fn report_loop(stats: Arc<ServerStats>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn report_loop(
+    stats: Arc<ServerStats>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
     ticker.tick().await;
     loop {
@@ -280,7 +284,10 @@ async fn serve_connection<H: FrameHandler>(conn: quinn::Connection, shared: Arc<
 }
 
 /// Reads the auth message on the connection's first stream; `Err` carries the close code.
-async fn authenticate<H>(conn: &quinn::Connection, shared: &Shared<H>) -> Result<(), (VarInt, String)> {
+async fn authenticate<H>(
+    conn: &quinn::Connection,
+    shared: &Shared<H>,
+) -> Result<(), (VarInt, String)> {
     let (mut send, mut recv) = conn
         .accept_bi()
         .await
@@ -366,7 +373,12 @@ async fn serve_frame<H: FrameHandler>(
             "server busy: {} frames in flight",
             shared.limits.max_frames_in_flight
         );
-        write_reply(&mut send, error_reply(ReplyStatus::Overloaded, 0, &msg), &shared.limits.wire).await;
+        write_reply(
+            &mut send,
+            error_reply(ReplyStatus::Overloaded, 0, &msg),
+            &shared.limits.wire,
+        )
+        .await;
         shared.stats.record_frame(false, 0, origin.elapsed());
         return;
     };
@@ -379,7 +391,12 @@ async fn serve_frame<H: FrameHandler>(
         Err(FrameFailure::Reply(status, frame_id, msg)) => {
             tracing::debug!(%peer, frame_id, %status, reason = %msg, "rejecting frame");
             let _ = recv.stop(codes::STOP_READING);
-            write_reply(&mut send, error_reply(status, frame_id, &msg), &shared.limits.wire).await;
+            write_reply(
+                &mut send,
+                error_reply(status, frame_id, &msg),
+                &shared.limits.wire,
+            )
+            .await;
             shared.stats.record_frame(false, 0, origin.elapsed());
             return;
         }
@@ -417,7 +434,11 @@ async fn run_handler<H: FrameHandler>(
     shared: &Shared<H>,
 ) -> (ReplyStatus, Vec<u8>, Duration) {
     let Ok(_slot) = shared.handlers.acquire().await else {
-        return (ReplyStatus::Overloaded, b"server shutting down".to_vec(), Duration::ZERO);
+        return (
+            ReplyStatus::Overloaded,
+            b"server shutting down".to_vec(),
+            Duration::ZERO,
+        );
     };
     let frame = ReceivedFrame {
         peer,
@@ -435,70 +456,118 @@ async fn run_handler<H: FrameHandler>(
     match outcome {
         Ok(Ok(payload)) if payload.len() <= max_payload => (ReplyStatus::Ok, payload, took),
         Ok(Ok(payload)) => {
-            let msg = format!("result payload of {} bytes exceeds the {max_payload}-byte limit", payload.len());
+            let msg = format!(
+                "result payload of {} bytes exceeds the {max_payload}-byte limit",
+                payload.len()
+            );
             tracing::error!(%peer, %msg, "handler result too large");
             (ReplyStatus::HandlerFailed, msg.into_bytes(), took)
         }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "handler failed");
-            (ReplyStatus::HandlerFailed, truncate_message(&e.message, max_payload), took)
+            (
+                ReplyStatus::HandlerFailed,
+                truncate_message(&e.message, max_payload),
+                took,
+            )
         }
         Err(join) => {
             tracing::error!(%peer, error = %join, "handler panicked");
-            (ReplyStatus::HandlerFailed, b"handler panicked".to_vec(), took)
+            (
+                ReplyStatus::HandlerFailed,
+                b"handler panicked".to_vec(),
+                took,
+            )
         }
     }
 }
 
 /// Reads the fixed header, the codec header and as many complete layers as arrive before the
 /// deadline (plus grace), the agent's reset, or the end of the stream.
-async fn read_frame(recv: &mut RecvStream, origin: Instant, limits: &ServerLimits) -> Result<Received, FrameFailure> {
+async fn read_frame(
+    recv: &mut RecvStream,
+    origin: Instant,
+    limits: &ServerLimits,
+) -> Result<Received, FrameFailure> {
     let wire = &limits.wire;
     let header_deadline = tokio::time::Instant::from_std(origin + limits.header_timeout);
     let mut fixed_buf = BytesMut::new();
-    let fixed = match tokio::time::timeout_at(header_deadline, read_exactly(recv, FRAME_FIXED_LEN, &mut fixed_buf)).await {
+    let fixed = match tokio::time::timeout_at(
+        header_deadline,
+        read_exactly(recv, FRAME_FIXED_LEN, &mut fixed_buf),
+    )
+    .await
+    {
         Ok(ReadOutcome::Done) => {
             let mut raw = [0u8; FRAME_FIXED_LEN];
             raw.copy_from_slice(&fixed_buf);
-            FrameFixed::decode(&raw, wire)
-                .map_err(|e| FrameFailure::Reply(ReplyStatus::BadFrame, 0, format!("frame header: {e}")))?
+            FrameFixed::decode(&raw, wire).map_err(|e| {
+                FrameFailure::Reply(ReplyStatus::BadFrame, 0, format!("frame header: {e}"))
+            })?
         }
         Ok(ReadOutcome::Eof { got }) => {
             return Err(FrameFailure::Reply(
                 ReplyStatus::BadFrame,
                 0,
-                format!("truncated frame header: stream ended after {got} of {FRAME_FIXED_LEN} bytes"),
+                format!(
+                    "truncated frame header: stream ended after {got} of {FRAME_FIXED_LEN} bytes"
+                ),
             ));
         }
         Ok(ReadOutcome::Reset) => {
-            return Err(FrameFailure::Reply(ReplyStatus::NoLayers, 0, "frame cancelled before its header arrived".into()));
+            return Err(FrameFailure::Reply(
+                ReplyStatus::NoLayers,
+                0,
+                "frame cancelled before its header arrived".into(),
+            ));
         }
         Ok(ReadOutcome::Failed(why)) => return Err(FrameFailure::Lost(why)),
         Err(_) => {
-            return Err(FrameFailure::Reply(ReplyStatus::BadFrame, 0, "frame header did not arrive in time".into()));
+            return Err(FrameFailure::Reply(
+                ReplyStatus::BadFrame,
+                0,
+                "frame header did not arrive in time".into(),
+            ));
         }
     };
     let id = fixed.frame_id;
     let mut header = BytesMut::new();
-    match tokio::time::timeout_at(header_deadline, read_exactly(recv, fixed.header_len as usize, &mut header)).await {
+    match tokio::time::timeout_at(
+        header_deadline,
+        read_exactly(recv, fixed.header_len as usize, &mut header),
+    )
+    .await
+    {
         Ok(ReadOutcome::Done) => {}
         Ok(ReadOutcome::Eof { got }) => {
             return Err(FrameFailure::Reply(
                 ReplyStatus::BadFrame,
                 id,
-                format!("truncated codec header: stream ended after {got} of {} bytes", fixed.header_len),
+                format!(
+                    "truncated codec header: stream ended after {got} of {} bytes",
+                    fixed.header_len
+                ),
             ));
         }
         Ok(ReadOutcome::Reset) => {
-            return Err(FrameFailure::Reply(ReplyStatus::NoLayers, id, "frame cancelled during its header".into()));
+            return Err(FrameFailure::Reply(
+                ReplyStatus::NoLayers,
+                id,
+                "frame cancelled during its header".into(),
+            ));
         }
         Ok(ReadOutcome::Failed(why)) => return Err(FrameFailure::Lost(why)),
         Err(_) => {
-            return Err(FrameFailure::Reply(ReplyStatus::BadFrame, id, "codec header did not arrive in time".into()));
+            return Err(FrameFailure::Reply(
+                ReplyStatus::BadFrame,
+                id,
+                "codec header did not arrive in time".into(),
+            ));
         }
     }
     let header_done = origin.elapsed();
-    let layer_deadline = tokio::time::Instant::from_std(origin + fixed.deadline(wire) + limits.deadline_grace);
+    let layer_deadline =
+        tokio::time::Instant::from_std(origin + fixed.deadline(wire) + limits.deadline_grace);
     let mut received = Received {
         fixed,
         header: header.freeze(),
@@ -509,7 +578,11 @@ async fn read_frame(recv: &mut RecvStream, origin: Instant, limits: &ServerLimit
     };
     let mut frame_bytes = u64::from(fixed.header_len);
     for index in 0..usize::from(fixed.layer_count) {
-        let step = tokio::time::timeout_at(layer_deadline, read_layer(recv, index, origin, frame_bytes, wire)).await;
+        let step = tokio::time::timeout_at(
+            layer_deadline,
+            read_layer(recv, index, origin, frame_bytes, wire),
+        )
+        .await;
         match step {
             Ok(LayerOutcome::Layer(body, receipt)) => {
                 frame_bytes += u64::from(receipt.bytes) - LAYER_PREFIX_LEN as u64;
@@ -538,13 +611,21 @@ enum LayerOutcome {
     Lost(String),
 }
 
-async fn read_layer(recv: &mut RecvStream, index: usize, origin: Instant, frame_bytes: u64, limits: &Limits) -> LayerOutcome {
+async fn read_layer(
+    recv: &mut RecvStream,
+    index: usize,
+    origin: Instant,
+    frame_bytes: u64,
+    limits: &Limits,
+) -> LayerOutcome {
     let mut prefix = BytesMut::new();
     match read_exactly(recv, LAYER_PREFIX_LEN, &mut prefix).await {
         ReadOutcome::Done => {}
         ReadOutcome::Eof { got: 0 } => return LayerOutcome::EndOfFrame,
         ReadOutcome::Eof { got } => {
-            return LayerOutcome::Truncated(format!("truncated length of layer[{index}]: {got} of {LAYER_PREFIX_LEN} bytes"));
+            return LayerOutcome::Truncated(format!(
+                "truncated length of layer[{index}]: {got} of {LAYER_PREFIX_LEN} bytes"
+            ));
         }
         ReadOutcome::Reset => return LayerOutcome::Cancelled,
         ReadOutcome::Failed(why) => return LayerOutcome::Lost(why),
@@ -560,7 +641,9 @@ async fn read_layer(recv: &mut RecvStream, index: usize, origin: Instant, frame_
     match read_exactly(recv, len as usize, &mut body).await {
         ReadOutcome::Done => {}
         ReadOutcome::Eof { got } => {
-            return LayerOutcome::Truncated(format!("truncated layer[{index}]: stream ended after {got} of {len} bytes"));
+            return LayerOutcome::Truncated(format!(
+                "truncated layer[{index}]: stream ended after {got} of {len} bytes"
+            ));
         }
         // A partial layer cannot be decoded: it is dropped with the rest.
         ReadOutcome::Reset => return LayerOutcome::Cancelled,

@@ -65,7 +65,11 @@ impl ServerStats {
     }
 
     pub(crate) fn record_frame(&self, ok: bool, bytes: u64, latency: Duration) {
-        let counter = if ok { &self.frames_ok } else { &self.frames_failed };
+        let counter = if ok {
+            &self.frames_ok
+        } else {
+            &self.frames_failed
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         self.bytes_received.fetch_add(bytes, Ordering::Relaxed);
         if let Ok(mut w) = self.window.lock() {
@@ -84,7 +88,9 @@ impl ServerStats {
     /// Closes the current window, logs it, and starts the next.
     pub(crate) fn roll_window(&self) {
         let (elapsed, frames, bytes, mut latencies) = {
-            let Ok(mut w) = self.window.lock() else { return };
+            let Ok(mut w) = self.window.lock() else {
+                return;
+            };
             let now = Instant::now();
             let elapsed = now.duration_since(w.started).as_secs_f64();
             let latencies = std::mem::take(&mut w.latencies);
@@ -97,8 +103,16 @@ impl ServerStats {
         latencies.sort_by(f64::total_cmp);
         let p50 = percentile(&latencies, 0.50);
         let p99 = percentile(&latencies, 0.99);
-        let fps = if elapsed > 0.0 { frames as f64 / elapsed } else { 0.0 };
-        let bps = if elapsed > 0.0 { bytes as f64 * 8.0 / elapsed } else { 0.0 };
+        let fps = if elapsed > 0.0 {
+            frames as f64 / elapsed
+        } else {
+            0.0
+        };
+        let bps = if elapsed > 0.0 {
+            bytes as f64 * 8.0 / elapsed
+        } else {
+            0.0
+        };
         if frames > 0 {
             tracing::info!(
                 frames,
@@ -171,7 +185,10 @@ mod tests {
         s.record_frame(false, 0, Duration::from_millis(30));
         s.roll_window();
         let snap = s.snapshot();
-        assert_eq!((snap.frames_ok, snap.frames_failed, snap.bytes_received), (1, 1, 1000));
+        assert_eq!(
+            (snap.frames_ok, snap.frames_failed, snap.bytes_received),
+            (1, 1, 1000)
+        );
         assert_eq!(snap.window_p99, 0.030);
         assert!(snap.window_frames_per_s > 0.0);
     }

@@ -348,7 +348,8 @@ pub(crate) fn quic_client_crypto(
         }
     };
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))
+    quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TlsError::Quic(e.to_string()))
 }
 
 #[cfg(test)]

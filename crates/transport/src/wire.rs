@@ -87,7 +87,9 @@ pub enum WireError {
         found: [u8; 4],
     },
     /// The agent speaks another protocol version.
-    #[error("auth message: unsupported protocol version {found} (server speaks {PROTOCOL_VERSION})")]
+    #[error(
+        "auth message: unsupported protocol version {found} (server speaks {PROTOCOL_VERSION})"
+    )]
     BadVersion {
         /// The version found.
         found: u16,
@@ -213,10 +215,20 @@ impl FrameFixed {
             layer_count: u16::from_be_bytes(array(&bytes[16..18])),
             header_len: u32::from_be_bytes(array(&bytes[18..22])),
         };
-        check_max("header_len", fixed.header_len.into(), limits.max_header_bytes.into())?;
-        check_max("layer_count", fixed.layer_count.into(), limits.max_layers.into())?;
+        check_max(
+            "header_len",
+            fixed.header_len.into(),
+            limits.max_header_bytes.into(),
+        )?;
+        check_max(
+            "layer_count",
+            fixed.layer_count.into(),
+            limits.max_layers.into(),
+        )?;
         if fixed.layer_count == 0 {
-            return Err(WireError::Zero { field: "layer_count" });
+            return Err(WireError::Zero {
+                field: "layer_count",
+            });
         }
         Ok(fixed)
     }
@@ -399,14 +411,21 @@ impl Reply {
     /// Decodes a complete reply held in memory, checking every count and length.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, WireError> {
         let mut cursor = Cursor { bytes, pos: 0 };
-        let fixed = ReplyFixed::decode(&cursor.take::<REPLY_FIXED_LEN>("reply fixed part")?, limits.max_layers)?;
+        let fixed = ReplyFixed::decode(
+            &cursor.take::<REPLY_FIXED_LEN>("reply fixed part")?,
+            limits.max_layers,
+        )?;
         let mut receipts = Vec::with_capacity(usize::from(fixed.layers_received));
         for i in 0..usize::from(fixed.layers_received) {
             let raw = cursor.take::<RECEIPT_LEN>(&format!("reply receipt[{i}]"))?;
             receipts.push(decode_receipt(i, &raw)?);
         }
         let len = u32::from_be_bytes(cursor.take::<PAYLOAD_PREFIX_LEN>("reply payload length")?);
-        check_max("reply.payload_len", len.into(), limits.max_payload_bytes.into())?;
+        check_max(
+            "reply.payload_len",
+            len.into(),
+            limits.max_payload_bytes.into(),
+        )?;
         let rest = &bytes[cursor.pos..];
         if rest.len() != len as usize {
             return Err(WireError::Truncated {
@@ -533,8 +552,16 @@ mod tests {
                 handler_us: 500,
             },
             receipts: vec![
-                WireReceipt { bytes: 104, first_us: 10, last_us: 20 },
-                WireReceipt { bytes: 54, first_us: 20, last_us: 30 },
+                WireReceipt {
+                    bytes: 104,
+                    first_us: 10,
+                    last_us: 20,
+                },
+                WireReceipt {
+                    bytes: 54,
+                    first_us: 20,
+                    last_us: 30,
+                },
             ],
             payload: b"cat 0.9".to_vec(),
         };

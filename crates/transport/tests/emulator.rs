@@ -19,7 +19,10 @@ const PACKET: usize = 1200;
 async fn delivered_throughput_follows_the_trace_within_5_percent() {
     let sink = UdpSocket::bind("127.0.0.1:0").await.expect("sink");
     let delay = 0.020;
-    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), sink.local_addr().expect("addr"));
+    let mut config = EmulatorConfig::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        sink.local_addr().expect("addr"),
+    );
     config.uplink = LinkConfig {
         delay,
         queue_bytes: 40_000,
@@ -27,10 +30,15 @@ async fn delivered_throughput_follows_the_trace_within_5_percent() {
         seed: 1,
     };
     // 2 → 8 → 1 Mbit/s, one second each.
-    let schedule = Arc::new(PiecewiseConstant::new(&[(1.0, 2e6), (1.0, 8e6), (1.0, 1e6)]).expect("valid"));
-    let emulator = Emulator::start(config, schedule.clone(), Arc::new(ConstantRate { bps: 1e8 }))
-        .await
-        .expect("emulator");
+    let schedule =
+        Arc::new(PiecewiseConstant::new(&[(1.0, 2e6), (1.0, 8e6), (1.0, 1e6)]).expect("valid"));
+    let emulator = Emulator::start(
+        config,
+        schedule.clone(),
+        Arc::new(ConstantRate { bps: 1e8 }),
+    )
+    .await
+    .expect("emulator");
     let start = emulator.started_at();
     let relay = emulator.local_addr();
     let windows = 3usize;
@@ -61,7 +69,10 @@ async fn delivered_throughput_follows_the_trace_within_5_percent() {
     }
     let arrivals = receiver.await.expect("receiver");
     let stats = emulator.stats();
-    assert!(stats.uplink.queue_drops > 0, "the sender must saturate the link: {stats:?}");
+    assert!(
+        stats.uplink.queue_drops > 0,
+        "the sender must saturate the link: {stats:?}"
+    );
 
     for w in 0..windows {
         let (t0, t1) = (w as f64 + delay, w as f64 + 1.0 + delay);
@@ -92,9 +103,13 @@ async fn deadline_cancels_layers_on_a_slow_link() {
         ..LinkConfig::default()
     };
     let uplink_bps = 1e6;
-    let emulator = Emulator::start(config, Arc::new(ConstantRate { bps: uplink_bps }), Arc::new(ConstantRate { bps: 5e7 }))
-        .await
-        .expect("emulator");
+    let emulator = Emulator::start(
+        config,
+        Arc::new(ConstantRate { bps: uplink_bps }),
+        Arc::new(ConstantRate { bps: 5e7 }),
+    )
+    .await
+    .expect("emulator");
     let client = agent(emulator.local_addr(), &identity).await;
 
     // Ten 20 kB layers need 1.6 s at 1 Mbit/s; the deadline allows 0.4 s.
@@ -109,9 +124,16 @@ async fn deadline_cancels_layers_on_a_slow_link() {
         reply.layers_received, reply.layers_written, reply.cancelled, reply.train_sample
     );
     assert!(reply.cancelled);
-    assert!(reply.layers_received >= 1 && reply.layers_received < 10, "{}", reply.layers_received);
+    assert!(
+        reply.layers_received >= 1 && reply.layers_received < 10,
+        "{}",
+        reply.layers_received
+    );
     let expected = summary(&header(1).codec_header, &sent[..reply.layers_received]);
-    assert_eq!(String::from_utf8(reply.payload.clone()).expect("utf8"), expected);
+    assert_eq!(
+        String::from_utf8(reply.payload.clone()).expect("utf8"),
+        expected
+    );
     // Nothing the server used arrived after the deadline plus the server's grace.
     let last = reply.receipts.last().expect("receipts").last_byte;
     assert!(last < deadline.as_secs_f64() + 0.5, "{last}");
@@ -123,7 +145,11 @@ async fn deadline_cancels_layers_on_a_slow_link() {
 
     // With a generous deadline a small frame arrives whole through the same link.
     let reply = client
-        .send_frame(header(2), layers(2, &[2_000, 2_000, 2_000]), Duration::from_secs(3))
+        .send_frame(
+            header(2),
+            layers(2, &[2_000, 2_000, 2_000]),
+            Duration::from_secs(3),
+        )
         .await
         .expect("whole frame");
     assert_eq!(reply.layers_received, 3);
@@ -136,9 +162,13 @@ async fn deadline_cancels_layers_on_a_slow_link() {
 async fn many_flows_are_relayed_independently() {
     let (server, identity) = start_server(ServerLimits::default());
     let config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), server.local_addr());
-    let emulator = Emulator::start(config, Arc::new(ConstantRate { bps: 1e8 }), Arc::new(ConstantRate { bps: 1e8 }))
-        .await
-        .expect("emulator");
+    let emulator = Emulator::start(
+        config,
+        Arc::new(ConstantRate { bps: 1e8 }),
+        Arc::new(ConstantRate { bps: 1e8 }),
+    )
+    .await
+    .expect("emulator");
     let relay = emulator.local_addr();
     let mut tasks = Vec::new();
     for a in 0..8u64 {

@@ -50,22 +50,52 @@ async fn hostile_frames_get_error_replies_and_the_server_survives() {
         ("too many layers", fixed(u16::MAX, 0), true, "layer_count"),
         ("huge codec header", fixed(1, u32::MAX), true, "header_len"),
         ("zero layers", fixed(0, 0), true, "layer_count"),
-        ("truncated fixed header", fixed(1, 0)[..10].to_vec(), true, "truncated frame header"),
-        ("truncated codec header", [fixed(1, 100), vec![1; 20]].concat(), true, "truncated codec header"),
-        ("stalled header", fixed(1, 0)[..5].to_vec(), false, "did not arrive in time"),
+        (
+            "truncated fixed header",
+            fixed(1, 0)[..10].to_vec(),
+            true,
+            "truncated frame header",
+        ),
+        (
+            "truncated codec header",
+            [fixed(1, 100), vec![1; 20]].concat(),
+            true,
+            "truncated codec header",
+        ),
+        (
+            "stalled header",
+            fixed(1, 0)[..5].to_vec(),
+            false,
+            "did not arrive in time",
+        ),
     ];
     let mut oversized_layer = fixed(2, 0);
     oversized_layer.extend_from_slice(&u32::MAX.to_be_bytes());
-    cases.push(("oversized layer length", oversized_layer, true, "layer[0].len"));
+    cases.push((
+        "oversized layer length",
+        oversized_layer,
+        true,
+        "layer[0].len",
+    ));
     let mut truncated_layer = fixed(2, 0);
     truncated_layer.extend_from_slice(&1000u32.to_be_bytes());
     truncated_layer.extend_from_slice(&[9; 10]);
-    cases.push(("truncated layer", truncated_layer, true, "truncated layer[0]"));
+    cases.push((
+        "truncated layer",
+        truncated_layer,
+        true,
+        "truncated layer[0]",
+    ));
     // A large declared length must not make the server allocate it: 64 bytes then the end.
     let mut declared_only = fixed(8, 0);
     declared_only.extend_from_slice(&(4u32 * 1024 * 1024).to_be_bytes());
     declared_only.extend_from_slice(&[0; 64]);
-    cases.push(("declared layer without its bytes", declared_only, true, "truncated layer[0]"));
+    cases.push((
+        "declared layer without its bytes",
+        declared_only,
+        true,
+        "truncated layer[0]",
+    ));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     for i in 0..5 {
         let mut garbage = vec![0u8; 64 + i * 50];
@@ -86,7 +116,10 @@ async fn hostile_frames_get_error_replies_and_the_server_survives() {
         assert_eq!(ok.layers_received, 2, "{name}");
     }
     let stats = server.stats();
-    assert!(stats.frames_failed >= 14 && stats.frames_ok >= 14, "{stats:?}");
+    assert!(
+        stats.frames_failed >= 14 && stats.frames_ok >= 14,
+        "{stats:?}"
+    );
     server.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -109,13 +142,15 @@ async fn frame_over_the_total_limit_is_refused_at_the_length_field() {
     let reply = raw_frame(&client, &frame, false).await;
     assert_eq!(reply.fixed.status, ReplyStatus::BadFrame);
     let message = String::from_utf8_lossy(&reply.payload).into_owned();
-    assert!(message.contains("frame bytes through layer[1]"), "{message}");
+    assert!(
+        message.contains("frame bytes through layer[1]"),
+        "{message}"
+    );
     // The same sizes through the client API are caught by the server too.
     let err = client
         .send_frame(header(9), layers(0, &[1001]), Duration::from_secs(1))
         .await
-        .err()
-        .expect("over the layer limit");
+        .expect_err("over the layer limit");
     assert!(err.to_string().contains("layer[0].len"), "{err}");
     server.shutdown(Duration::from_secs(1)).await;
 }

@@ -30,7 +30,10 @@ async fn frame_round_trip_returns_result_and_receipts() {
     let record_sizes: Vec<u64> = reply.receipts.iter().map(|r| r.bytes).collect();
     assert_eq!(record_sizes, vec![304, 2_004, 20_004, 50_004]);
     for pair in reply.receipts.windows(2) {
-        assert!(pair[0].last_byte <= pair[1].first_byte + 1e-6, "layers arrive in order");
+        assert!(
+            pair[0].last_byte <= pair[1].first_byte + 1e-6,
+            "layers arrive in order"
+        );
     }
     assert!(reply.receipts[0].first_byte >= reply.header_done - 1e-6);
     let e2e = reply.end_to_end_sample.expect("end-to-end sample");
@@ -42,8 +45,15 @@ async fn frame_round_trip_returns_result_and_receipts() {
     // A handler error comes back typed, and the connection keeps working.
     let mut bad = header(43);
     bad.model_id = 666;
-    match client.send_frame(bad, layers(1, &[10]), Duration::from_secs(1)).await {
-        Err(TransportError::Rejected { status: ReplyStatus::HandlerFailed, message, .. }) => {
+    match client
+        .send_frame(bad, layers(1, &[10]), Duration::from_secs(1))
+        .await
+    {
+        Err(TransportError::Rejected {
+            status: ReplyStatus::HandlerFailed,
+            message,
+            ..
+        }) => {
             assert!(message.contains("666"), "{message}");
         }
         other => panic!("expected a handler error, got {other:?}"),
@@ -64,7 +74,11 @@ async fn delivery_rate_samples_are_taken_per_ack() {
     client.take_rate_samples();
     for id in 0..3 {
         client
-            .send_frame(header(id), layers(3, &[200_000, 200_000]), Duration::from_secs(3))
+            .send_frame(
+                header(id),
+                layers(3, &[200_000, 200_000]),
+                Duration::from_secs(3),
+            )
             .await
             .expect("reply");
     }
@@ -89,7 +103,9 @@ async fn unauthenticated_agent_is_refused() {
     )
     .await;
     match result {
-        Err(TransportError::Unauthenticated { reason, .. }) => assert!(reason.contains("token"), "{reason}"),
+        Err(TransportError::Unauthenticated { reason, .. }) => {
+            assert!(reason.contains("token"), "{reason}")
+        }
         Err(other) => panic!("expected Unauthenticated, got {other}"),
         Ok(_) => panic!("a wrong token must not connect"),
     }
@@ -131,14 +147,31 @@ async fn ca_trust_checks_the_server_name() {
     let (server, identity) = start_server(ServerLimits::default());
     let roots = ServerTrust::Roots(vec![identity.certificate().clone()]);
     let token = || AuthToken::new(TOKEN).expect("token");
-    let ok = AgentClient::connect(server.local_addr(), "localhost", roots.clone(), token(), quick_config())
-        .await
-        .expect("name in certificate");
+    let ok = AgentClient::connect(
+        server.local_addr(),
+        "localhost",
+        roots.clone(),
+        token(),
+        quick_config(),
+    )
+    .await
+    .expect("name in certificate");
     ok.send_frame(header(5), layers(5, &[64]), Duration::from_secs(1))
         .await
         .expect("served");
-    let wrong = AgentClient::connect(server.local_addr(), "evil.example", roots, token(), quick_config()).await;
-    assert!(matches!(wrong, Err(TransportError::Refused { .. })), "{:?}", wrong.err());
+    let wrong = AgentClient::connect(
+        server.local_addr(),
+        "evil.example",
+        roots,
+        token(),
+        quick_config(),
+    )
+    .await;
+    assert!(
+        matches!(wrong, Err(TransportError::Refused { .. })),
+        "{:?}",
+        wrong.err()
+    );
     server.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -160,9 +193,12 @@ async fn dead_server_gives_typed_errors_and_backoff() {
         config,
     )
     .await;
-    let err = result.err().expect("nobody listens");
+    let err = result.expect_err("nobody listens");
     assert!(err.server_unavailable(), "{err}");
-    assert!(matches!(err, TransportError::ConnectTimeout { .. }), "{err}");
+    assert!(
+        matches!(err, TransportError::ConnectTimeout { .. }),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -182,14 +218,12 @@ async fn agent_reconnects_after_server_restart_with_backoff() {
     let err = client
         .send_frame(header(2), layers(1, &[10]), Duration::from_millis(500))
         .await
-        .err()
-        .expect("server is down");
+        .expect_err("server is down");
     assert!(err.server_unavailable(), "{err}");
     let err = client
         .send_frame(header(3), layers(1, &[10]), Duration::from_millis(500))
         .await
-        .err()
-        .expect("server is down");
+        .expect_err("server is down");
     assert!(err.server_unavailable(), "{err}");
 
     // A new server on the same port with the same identity: reconnect() gets there.

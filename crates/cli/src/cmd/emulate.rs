@@ -89,13 +89,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--loss must be a probability in [0, 1], got {}", args.loss);
     }
     if !(args.delay_ms.is_finite() && args.delay_ms >= 0.0) {
-        bail!("--delay-ms must be a non-negative number, got {}", args.delay_ms);
+        bail!(
+            "--delay-ms must be a non-negative number, got {}",
+            args.delay_ms
+        );
     }
     if !(args.down_mbps.is_finite() && args.down_mbps > 0.0) {
         bail!("--down-mbps must be positive, got {}", args.down_mbps);
     }
     if !(args.stats_every_s.is_finite() && args.stats_every_s > 0.0) {
-        bail!("--stats-every-s must be positive, got {}", args.stats_every_s);
+        bail!(
+            "--stats-every-s must be positive, got {}",
+            args.stats_every_s
+        );
     }
     let uplink: Arc<dyn CapacitySchedule> = Arc::new(TraceSchedule(load_trace(&args.trace)?));
     let downlink: Arc<dyn CapacitySchedule> = match &args.down_trace {

@@ -205,6 +205,9 @@ mod tests {
         assert_eq!(a, run(7));
         assert_ne!(a, run(8));
         let lost = a.iter().filter(|&&l| l).count();
-        assert!((800..1200).contains(&lost), "{lost} losses of 10000 at p = 0.1");
+        assert!(
+            (800..1200).contains(&lost),
+            "{lost} losses of 10000 at p = 0.1"
+        );
     }
 }

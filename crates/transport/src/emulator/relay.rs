@@ -129,12 +129,13 @@ impl Emulator {
         uplink: Arc<dyn CapacitySchedule>,
         downlink: Arc<dyn CapacitySchedule>,
     ) -> Result<Self, EmulatorError> {
-        let listen = UdpSocket::bind(config.listen)
-            .await
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listen =
+            UdpSocket::bind(config.listen)
+                .await
+                .map_err(|source| EmulatorError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let shared = Arc::new(Shared {
             start: Instant::now(),
             listen: Arc::new(listen),
@@ -235,7 +236,11 @@ async fn uplink_ingress(shared: Arc<Shared>, up: mpsc::Sender<Exit>, down: mpsc:
     }
 }
 
-async fn flow_for(shared: &Arc<Shared>, from: SocketAddr, down: &mpsc::Sender<Exit>) -> Option<Arc<Flow>> {
+async fn flow_for(
+    shared: &Arc<Shared>,
+    from: SocketAddr,
+    down: &mpsc::Sender<Exit>,
+) -> Option<Arc<Flow>> {
     if let Some(flow) = shared.flows.lock().ok()?.get(&from).cloned() {
         if let Ok(mut seen) = flow.last_seen.lock() {
             *seen = Instant::now();
@@ -264,7 +269,12 @@ async fn flow_for(shared: &Arc<Shared>, from: SocketAddr, down: &mpsc::Sender<Ex
         return None;
     }
     let socket = Arc::new(socket);
-    let downlink_task = tokio::spawn(downlink_ingress(shared.clone(), socket.clone(), from, down.clone()));
+    let downlink_task = tokio::spawn(downlink_ingress(
+        shared.clone(),
+        socket.clone(),
+        from,
+        down.clone(),
+    ));
     let flow = Arc::new(Flow {
         socket,
         last_seen: Mutex::new(Instant::now()),
@@ -279,7 +289,12 @@ async fn flow_for(shared: &Arc<Shared>, from: SocketAddr, down: &mpsc::Sender<Ex
 }
 
 /// Reads the server's packets for one flow and passes them through the downlink.
-async fn downlink_ingress(shared: Arc<Shared>, socket: Arc<UdpSocket>, agent: SocketAddr, down: mpsc::Sender<Exit>) {
+async fn downlink_ingress(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    agent: SocketAddr,
+    down: mpsc::Sender<Exit>,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let len = match socket.recv(&mut buf).await {
@@ -330,10 +345,16 @@ async fn janitor(shared: Arc<Shared>) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        let Ok(mut flows) = shared.flows.lock() else { return };
+        let Ok(mut flows) = shared.flows.lock() else {
+            return;
+        };
         let timeout = shared.config.flow_idle_timeout;
         flows.retain(|_, flow| {
-            let idle = flow.last_seen.lock().map(|t| t.elapsed()).unwrap_or_default();
+            let idle = flow
+                .last_seen
+                .lock()
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
             let keep = idle < timeout;
             if !keep {
                 flow.downlink_task.abort();

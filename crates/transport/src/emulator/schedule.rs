@@ -139,7 +139,9 @@ impl PiecewiseConstant {
     }
 
     fn step_index(&self, phase: f64) -> usize {
-        self.starts.partition_point(|&s| s <= phase).saturating_sub(1)
+        self.starts
+            .partition_point(|&s| s <= phase)
+            .saturating_sub(1)
     }
 
     /// Bits carried over `[0, t]` (t ≥ 0).
@@ -185,7 +187,8 @@ impl CapacitySchedule for PiecewiseConstant {
             }
             rest = rest.max(self.cumulative[i]);
         }
-        let end = periods * self.period + self.starts[i] + (rest - self.cumulative[i]) / self.rates[i];
+        let end =
+            periods * self.period + self.starts[i] + (rest - self.cumulative[i]) / self.rates[i];
         Some(end.max(start))
     }
 }
@@ -212,10 +215,20 @@ mod tests {
     #[test]
     fn transfer_end_is_inverse_of_bits_between() {
         let s = steps();
-        for &(start, bits) in &[(0.0, 1e6), (0.9, 1e6), (1.9, 2e6), (2.2, 1e5), (3.5, 3e7), (7.99, 1.0)] {
+        for &(start, bits) in &[
+            (0.0, 1e6),
+            (0.9, 1e6),
+            (1.9, 2e6),
+            (2.2, 1e5),
+            (3.5, 3e7),
+            (7.99, 1.0),
+        ] {
             let end = s.transfer_end(start, bits).expect("finite");
             assert!(end >= start);
-            assert!((s.bits_between(start, end) - bits).abs() < 1e-3, "start {start} bits {bits}");
+            assert!(
+                (s.bits_between(start, end) - bits).abs() < 1e-3,
+                "start {start} bits {bits}"
+            );
         }
         // The last 0.1 s of the 8 Mbit/s step carries 0.8 Mbit, the outage nothing, and the
         // remaining 0.2 Mbit take 0.2 s at 1 Mbit/s.

@@ -87,7 +87,12 @@ pub fn layers(seed: u8, sizes: &[usize]) -> Vec<Bytes> {
         .map(|(i, &n)| {
             Bytes::from(
                 (0..n)
-                    .map(|j| (j as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add(i as u8))
+                    .map(|j| {
+                        (j as u8)
+                            .wrapping_mul(31)
+                            .wrapping_add(seed)
+                            .wrapping_add(i as u8)
+                    })
                     .collect::<Vec<u8>>(),
             )
         })
