@@ -1,0 +1,99 @@
+//! Writes a trained network as `weights.safetensors` + `model.json`.
+
+use std::path::Path;
+
+use crate::config::ModelConfig;
+use crate::data::{Dataset, Split};
+use crate::error::ModelError;
+use crate::eval::{Evaluation, evaluate};
+use crate::manifest::{
+    MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, WEIGHTS_FILE, layer_shapes, model_files,
+    sha256_hex, z_priors,
+};
+use crate::split::SplitModel;
+use crate::train::{StepLog, TrainConfig, Trained, train};
+
+/// What to record in the manifest besides the weights.
+#[derive(Debug, Clone)]
+pub struct SaveInfo {
+    /// Short name.
+    pub name: String,
+    /// The recipe used.
+    pub training: Option<TrainConfig>,
+    /// Test-set evaluation.
+    pub evaluation: Option<Evaluation>,
+    /// Training wall time (s).
+    pub training_time_s: Option<f64>,
+}
+
+/// Saves `trained` into `dir` (created if needed) and returns it loaded as a [`SplitModel`].
+pub fn save_model(dir: &Path, trained: &Trained, info: SaveInfo) -> Result<SplitModel, ModelError> {
+    let (manifest_path, weights_path) = model_files(dir);
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    trained
+        .vars
+        .save(&weights_path)
+        .map_err(|e| ModelError::Weights {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        })?;
+    let weights = std::fs::read(&weights_path).map_err(|source| ModelError::Io {
+        path: weights_path.clone(),
+        source,
+    })?;
+    let config = trained.network.config().clone();
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        version: MANIFEST_VERSION,
+        name: info.name,
+        layers: layer_shapes(&config),
+        architecture: config,
+        weights_file: WEIGHTS_FILE.into(),
+        weights_sha256: sha256_hex(&weights),
+        z_priors: z_priors(trained.network.layers())?,
+        training: info.training,
+        evaluation: info.evaluation,
+        training_time_s: info.training_time_s,
+    };
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::Manifest {
+        path: manifest_path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&manifest_path, &text).map_err(|source| ModelError::Io {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    SplitModel::load(dir)
+}
+
+/// Trains on the Fashion-MNIST training split in `data_dir`, evaluates on the test split and
+/// saves to `out_dir` (what `offload train` does).
+pub fn train_and_save(
+    data_dir: &Path,
+    out_dir: &Path,
+    name: &str,
+    config: &ModelConfig,
+    recipe: &TrainConfig,
+    log: impl FnMut(&StepLog),
+) -> Result<(SplitModel, Evaluation), ModelError> {
+    let train_set = Dataset::load(data_dir, Split::Train)?;
+    let test_set = Dataset::load(data_dir, Split::Test)?;
+    let start = std::time::Instant::now();
+    let trained = train(config, recipe, &train_set, log)?;
+    let training_time_s = start.elapsed().as_secs_f64();
+    let evaluation = evaluate(&trained.network, &test_set, 500)?;
+    let model = save_model(
+        out_dir,
+        &trained,
+        SaveInfo {
+            name: name.into(),
+            training: Some(recipe.clone()),
+            evaluation: Some(evaluation.clone()),
+            training_time_s: Some(training_time_s),
+        },
+    )?;
+    Ok((model, evaluation))
+}

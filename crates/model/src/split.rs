@@ -1,0 +1,318 @@
+//! The inference API the agent and the edge server call: load a saved model, encode a frame on
+//! the device into layered records, decode any prefix of them on the server, or run the whole
+//! model locally.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use offload_codec::{
+    FactorizedPrior, FrameHeader, GaussianConditional, LayerRecord, ModelId, ModelSpec,
+};
+
+use crate::data::IMAGE_SIDE;
+use crate::error::ModelError;
+use crate::eval::Z_RANGE;
+use crate::manifest::{Manifest, model_files, read_bounded, sha256_hex};
+use crate::model::{DecoderKind, Network, images_to_tensor};
+
+/// A frame encoded on the device: the container header and one record per layer.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    /// The frame header (model id, frame id, layer shapes).
+    pub header: FrameHeader,
+    /// Records of layers `0..N`, in order; send any prefix.
+    pub records: Vec<LayerRecord>,
+}
+
+impl EncodedFrame {
+    /// Wire bytes of each layer's record (record header and both streams).
+    pub fn layer_bytes(&self) -> Vec<usize> {
+        self.records.iter().map(LayerRecord::wire_len).collect()
+    }
+
+    /// Cumulative wire bytes of the first k layers, k = 1..N, including the frame header.
+    pub fn prefix_bytes(&self) -> Vec<usize> {
+        let header = offload_codec::container::header_len(self.header.num_layers());
+        self.layer_bytes()
+            .iter()
+            .scan(header, |acc, b| {
+                *acc += b;
+                Some(*acc)
+            })
+            .collect()
+    }
+}
+
+/// The quantised symbols of one layer of one frame (what the codec codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSymbols {
+    /// round(z), CHW.
+    pub z: Vec<i32>,
+    /// round(y − μ), CHW.
+    pub y: Vec<i32>,
+    /// Scale index of each y symbol.
+    pub indices: Vec<u16>,
+}
+
+/// A loaded split model with its entropy-coding tables.
+#[derive(Debug, Clone)]
+pub struct SplitModel {
+    network: Network,
+    manifest: Manifest,
+    model_id: ModelId,
+    spec: ModelSpec,
+    gaussian: GaussianConditional,
+    device: Device,
+}
+
+impl SplitModel {
+    /// Loads `dir/model.json` and `dir/weights.safetensors`; errors name the offending file.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let (manifest_path, weights_path) = model_files(dir);
+        let manifest_bytes = read_bounded(&manifest_path)?;
+        let manifest: Manifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| ModelError::Manifest {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?;
+        manifest.validate(&manifest_path)?;
+        let weights_path = weights_path.with_file_name(&manifest.weights_file);
+        let weights = read_bounded(&weights_path)?;
+        let digest = sha256_hex(&weights);
+        if digest != manifest.weights_sha256 {
+            return Err(ModelError::Weights {
+                path: weights_path,
+                message: format!(
+                    "SHA-256 {digest} does not match the manifest's {}",
+                    manifest.weights_sha256
+                ),
+            });
+        }
+        let device = Device::Cpu;
+        let weights_error = |e: candle_core::Error| ModelError::Weights {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        };
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(weights_error)?;
+        let network = Network::new(&manifest.architecture, vb).map_err(weights_error)?;
+        let model_id = ModelId::from_manifest(&manifest_bytes);
+        Ok(Self {
+            spec: manifest.spec(model_id),
+            network,
+            manifest,
+            model_id,
+            gaussian: GaussianConditional::default_table(),
+            device,
+        })
+    }
+
+    /// Wraps a network that is already in memory (e.g. just trained) with its manifest.
+    pub fn from_parts(network: Network, manifest: Manifest, manifest_bytes: &[u8]) -> Self {
+        let model_id = ModelId::from_manifest(manifest_bytes);
+        Self {
+            spec: manifest.spec(model_id),
+            network,
+            manifest,
+            model_id,
+            gaussian: GaussianConditional::default_table(),
+            device: Device::Cpu,
+        }
+    }
+
+    /// The model id frames carry.
+    pub fn model_id(&self) -> ModelId {
+        self.model_id
+    }
+
+    /// The codec's view of the model (validate received frames against it).
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Number of layers N.
+    pub fn num_layers(&self) -> usize {
+        self.spec.layers.len()
+    }
+
+    fn prior(&self, layer: usize) -> &FactorizedPrior {
+        &self.manifest.z_priors[layer]
+    }
+
+    fn image_tensor(&self, image: &[u8]) -> Result<Tensor, ModelError> {
+        let expected = IMAGE_SIDE * IMAGE_SIDE;
+        if image.len() != expected {
+            return Err(ModelError::ImageSize {
+                found: image.len(),
+                expected,
+            });
+        }
+        Ok(images_to_tensor(image, &self.device)?)
+    }
+
+    /// Device stage 1: the task encoder, image (784 grey bytes) → features F.
+    pub fn encode_features(&self, image: &[u8]) -> Result<Tensor, ModelError> {
+        let x = self.image_tensor(image)?;
+        Ok(self.network.encoder().forward(&x, false)?)
+    }
+
+    /// Device stage 2: quantises the first `layers` layers of F into symbols.
+    pub fn quantise_layers(
+        &self,
+        features: &Tensor,
+        layers: usize,
+    ) -> Result<Vec<LayerSymbols>, ModelError> {
+        let layers = layers.min(self.num_layers());
+        self.network.layers()[..layers]
+            .iter()
+            .map(|layer| {
+                let q = layer.quantise(features, Z_RANGE)?;
+                let scales = q.scales.flatten_all()?.to_vec1::<f32>()?;
+                Ok(LayerSymbols {
+                    z: to_i32(&q.z_hat)?,
+                    y: to_i32(&q.y_symbols)?,
+                    indices: self.gaussian.scale_indices(&scales),
+                })
+            })
+            .collect()
+    }
+
+    /// Device stage 3: entropy-codes quantised layers into records.
+    pub fn code_layers(
+        &self,
+        symbols: &[LayerSymbols],
+        frame_id: u64,
+    ) -> Result<EncodedFrame, ModelError> {
+        let records = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                LayerRecord::encode(
+                    i as u16,
+                    &self.spec.layers[i],
+                    self.prior(i),
+                    &self.gaussian,
+                    &s.z,
+                    &s.y,
+                    &s.indices,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncodedFrame {
+            header: FrameHeader::new(&self.spec, frame_id),
+            records,
+        })
+    }
+
+    /// The whole device side for all N layers: image → layered records.
+    pub fn device_encode(&self, image: &[u8], frame_id: u64) -> Result<EncodedFrame, ModelError> {
+        let f = self.encode_features(image)?;
+        let symbols = self.quantise_layers(&f, self.num_layers())?;
+        self.code_layers(&symbols, frame_id)
+    }
+
+    /// Server: decodes the received prefix of records back to symbols (checks order and id).
+    pub fn decode_symbols(
+        &self,
+        header: &FrameHeader,
+        records: &[LayerRecord],
+    ) -> Result<(Vec<LayerSymbols>, Vec<Tensor>), ModelError> {
+        if header.model_id != self.model_id {
+            return Err(ModelError::Frame(format!(
+                "model id {} is not this model's {}",
+                header.model_id, self.model_id
+            )));
+        }
+        if records.is_empty() || records.len() > self.num_layers() {
+            return Err(ModelError::Frame(format!(
+                "{} layers received, this model decodes 1..={}",
+                records.len(),
+                self.num_layers()
+            )));
+        }
+        let mut symbols = Vec::with_capacity(records.len());
+        let mut y_hats = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            if usize::from(record.index) != i {
+                return Err(ModelError::Frame(format!(
+                    "record {i} carries layer index {}",
+                    record.index
+                )));
+            }
+            let spec = &self.spec.layers[i];
+            let layer = &self.network.layers()[i];
+            let z = record.decode_z(spec, self.prior(i))?;
+            let z_hat = Tensor::from_vec(
+                z.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                (spec.z.channels, 1, spec.z.height, spec.z.width),
+                &self.device,
+            )?;
+            let (mean, scales) = layer.synthesise(&z_hat)?;
+            let indices = self
+                .gaussian
+                .scale_indices(&scales.flatten_all()?.to_vec1::<f32>()?);
+            let y = record.decode_y(spec, &self.gaussian, &indices)?;
+            let q = Tensor::from_vec(
+                y.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                mean.dims(),
+                &self.device,
+            )?;
+            y_hats.push((q + mean)?);
+            symbols.push(LayerSymbols { z, y, indices });
+        }
+        Ok((symbols, y_hats))
+    }
+
+    /// Server: class probabilities from a prefix of k records (decoder chosen by k).
+    pub fn server_decode(
+        &self,
+        header: &FrameHeader,
+        records: &[LayerRecord],
+    ) -> Result<Vec<f32>, ModelError> {
+        let (_, y_hats) = self.decode_symbols(header, records)?;
+        let kind = self.network.decoder_kind_for(records.len());
+        let logits = self.network.decode_latents(&y_hats, kind, false)?;
+        probabilities(&logits)
+    }
+
+    /// Device: class probabilities from the local path (encoder + local decoder, no coding).
+    pub fn local_infer(&self, image: &[u8]) -> Result<Vec<f32>, ModelError> {
+        let f = self.encode_features(image)?;
+        self.local_from_features(&f)
+    }
+
+    /// Device: the local decoder on features already computed by [`Self::encode_features`].
+    pub fn local_from_features(&self, features: &Tensor) -> Result<Vec<f32>, ModelError> {
+        let logits = self
+            .network
+            .decoder(DecoderKind::Local)
+            .forward(features, false)?;
+        probabilities(&logits)
+    }
+}
+
+fn to_i32(t: &Tensor) -> Result<Vec<i32>, ModelError> {
+    // The values are already integers (rounded) of small magnitude; `as` saturates otherwise.
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|v| v as i32)
+        .collect())
+}
+
+fn probabilities(logits: &Tensor) -> Result<Vec<f32>, ModelError> {
+    Ok(candle_nn::ops::softmax(logits, D::Minus1)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}

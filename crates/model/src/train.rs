@@ -1,0 +1,362 @@
+//! Training in three stages, as the seed does it:
+//! 1. the uncompressed split model (encoder + local decoder);
+//! 2. the scalable codec jointly with the encoder: every batch visits every layer count
+//!    k = 1..N, loss = CE + λ_k·bits per image, averaged over k (plus the local path's CE so
+//!    that the device's local model stays valid for the shared encoder);
+//! 3. the two server decoders (low-rate for k ≤ K_low, high-rate for the rest) and the local
+//!    decoder, with the encoder and codec frozen.
+
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Result, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::data::{Dataset, IMAGE_SIDE};
+use crate::init::reinitialise;
+use crate::model::{DecoderKind, Network};
+
+/// Training hyper-parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    /// Seed of initialisation, shuffling and quantisation noise.
+    pub seed: u64,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Training images seen in stage 1 (uncompressed), 2 (scalable codec), 3 (decoders).
+    pub stage_images: [usize; 3],
+    /// Peak learning rate of each stage (AdamW, cosine decay to 5 %).
+    pub learning_rates: [f64; 3],
+    /// λ_k (per bit per image) for k = 1..N layers.
+    pub lambdas: Vec<f64>,
+}
+
+impl TrainConfig {
+    /// The recipe `offload train` uses for [`ModelConfig::fmnist`].
+    pub fn fmnist() -> Self {
+        Self {
+            seed: 17,
+            batch_size: 128,
+            stage_images: [45_000, 12_000, 6_000],
+            learning_rates: [3e-3, 1.5e-3, 1e-3],
+            lambdas: geometric_lambdas(2e-3, 0.6, ModelConfig::fmnist().num_layers()),
+        }
+    }
+
+    /// A few steps of everything, for smoke tests.
+    pub fn tiny() -> Self {
+        Self {
+            seed: 1,
+            batch_size: 32,
+            stage_images: [256, 128, 64],
+            learning_rates: [3e-3, 1e-3, 1e-3],
+            lambdas: geometric_lambdas(2e-3, 0.6, ModelConfig::tiny().num_layers()),
+        }
+    }
+}
+
+/// λ_k = first · ratio^(k−1).
+pub fn geometric_lambdas(first: f64, ratio: f64, n: usize) -> Vec<f64> {
+    (0..n).map(|k| first * ratio.powi(k as i32)).collect()
+}
+
+/// The trained variables and the network that reads them.
+pub struct Trained {
+    /// All variables (save with [`VarMap::save`]).
+    pub vars: VarMap,
+    /// The network built on `vars`.
+    pub network: Network,
+}
+
+/// Progress of one logged step.
+#[derive(Debug, Clone)]
+pub struct StepLog {
+    /// Stage 1, 2 or 3.
+    pub stage: usize,
+    /// Step within the stage.
+    pub step: usize,
+    /// Steps in the stage.
+    pub steps: usize,
+    /// Mean loss over the logging window.
+    pub loss: f64,
+    /// Mean bits per image of all N layers over the window (stage 2 only, else 0).
+    pub bits_all_layers: f64,
+    /// Seconds since training started.
+    pub elapsed_s: f64,
+}
+
+/// Trains a model from scratch on `train`; `log` is called every few steps.
+pub fn train(
+    config: &ModelConfig,
+    recipe: &TrainConfig,
+    data: &Dataset,
+    mut log: impl FnMut(&StepLog),
+) -> Result<Trained> {
+    if let Err(e) = config.validate() {
+        candle_core::bail!("invalid model config: {e}");
+    }
+    if recipe.lambdas.len() != config.num_layers() {
+        candle_core::bail!(
+            "{} lambdas for {} layers",
+            recipe.lambdas.len(),
+            config.num_layers()
+        );
+    }
+    let device = Device::Cpu;
+    let vars = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, &device);
+    let network = Network::new(config, vb)?;
+    reinitialise(&vars, recipe.seed)?;
+
+    let n = data.len();
+    let pixels: Vec<f32> = data.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let images = Tensor::from_vec(pixels, (n, IMAGE_SIDE * IMAGE_SIDE), &device)?;
+    let labels = Tensor::from_vec(
+        data.labels
+            .iter()
+            .map(|&l| u32::from(l))
+            .collect::<Vec<_>>(),
+        n,
+        &device,
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(1));
+    let mut batches = BatchStream::new(n, recipe.batch_size);
+    let start = Instant::now();
+    let noise = |dims: &[usize], rng: &mut ChaCha8Rng| -> Result<Tensor> {
+        let count: usize = dims.iter().product();
+        let v: Vec<f32> = (0..count).map(|_| rng.random_range(-0.5f32..0.5)).collect();
+        Tensor::from_vec(v, dims, &device)
+    };
+
+    for stage in 1..=3usize {
+        let prefixes: &[&str] = match stage {
+            1 => &["encoder.", "decoders.local."],
+            2 => &["encoder.", "layers.", "decoders.high.", "decoders.local."],
+            _ => &["decoders.low.", "decoders.high.", "decoders.local."],
+        };
+        if stage == 2 {
+            copy_vars(&vars, "decoders.local.", "decoders.high.")?;
+        }
+        if stage == 3 {
+            copy_vars(&vars, "decoders.high.", "decoders.low.")?;
+        }
+        let trainable = select_vars(&vars, prefixes);
+        let peak = recipe.learning_rates[stage - 1];
+        let mut opt = AdamW::new(
+            trainable,
+            ParamsAdamW {
+                lr: peak,
+                weight_decay: 1e-4,
+                ..Default::default()
+            },
+        )?;
+        let steps = recipe.stage_images[stage - 1].div_ceil(recipe.batch_size);
+        let (mut window_loss, mut window_bits, mut window_n) = (0.0, 0.0, 0usize);
+        for step in 0..steps {
+            let progress = step as f64 / steps.max(1) as f64;
+            let lr = peak * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+            opt.set_learning_rate(lr);
+            let idx = batches.next(&mut rng);
+            let idx_t = Tensor::from_vec(idx.clone(), idx.len(), &device)?;
+            let b = idx.len();
+            let x = images
+                .index_select(&idx_t, 0)?
+                .reshape((1, b, IMAGE_SIDE, IMAGE_SIDE))?;
+            let x = augment(&x, &mut rng)?;
+            let y = labels.index_select(&idx_t, 0)?;
+            let (loss, bits) = match stage {
+                1 => {
+                    let f = network.encoder().forward(&x, true)?;
+                    let logits = network.decoder(DecoderKind::Local).forward(&f, true)?;
+                    (cross_entropy(&logits, &y)?, None)
+                }
+                2 => {
+                    let f = network.encoder().forward(&x, true)?;
+                    stage2_loss(&network, &f, &y, &recipe.lambdas, &mut |d| {
+                        noise(d, &mut rng)
+                    })?
+                }
+                _ => {
+                    let f = network.encoder().forward(&x, false)?.detach();
+                    stage3_loss(&network, &f, &y, &mut |d| noise(d, &mut rng))?
+                }
+            };
+            opt.backward_step(&loss)?;
+            window_loss += f64::from(loss.to_scalar::<f32>()?);
+            if let Some(bits) = bits {
+                window_bits += bits;
+            }
+            window_n += 1;
+            if window_n == 20 || step + 1 == steps {
+                log(&StepLog {
+                    stage,
+                    step: step + 1,
+                    steps,
+                    loss: window_loss / window_n as f64,
+                    bits_all_layers: window_bits / window_n as f64,
+                    elapsed_s: start.elapsed().as_secs_f64(),
+                });
+                (window_loss, window_bits, window_n) = (0.0, 0.0, 0);
+            }
+        }
+    }
+    Ok(Trained { vars, network })
+}
+
+/// Random horizontal flips of half the batch (Fashion-MNIST items are left-right symmetric in
+/// meaning), drawn from the seeded stream.
+fn augment(x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    let b = x.dim(1)?;
+    let flip: Vec<f32> = (0..b)
+        .map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 })
+        .collect();
+    let mask = Tensor::from_vec(flip, (1, b, 1, 1), x.device())?;
+    let flipped = x.flip(&[3])?;
+    let keep = mask.affine(-1.0, 1.0)?;
+    x.broadcast_mul(&keep)? + flipped.broadcast_mul(&mask)?
+}
+
+fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    candle_nn::loss::cross_entropy(logits, labels)
+}
+
+type Noise<'a> = dyn FnMut(&[usize]) -> Result<Tensor> + 'a;
+
+/// Stage 2: mean over k of CE_k + λ_k·bits_k, plus the local path's CE, over N + 1 terms.
+fn stage2_loss(
+    net: &Network,
+    features: &Tensor,
+    labels: &Tensor,
+    lambdas: &[f64],
+    noise: &mut Noise,
+) -> Result<(Tensor, Option<f64>)> {
+    let n = net.layers().len();
+    let mut sum: Option<Tensor> = None;
+    let mut bits: Option<Tensor> = None;
+    let mut total = cross_entropy(
+        &net.decoder(DecoderKind::Local).forward(features, true)?,
+        labels,
+    )?;
+    for (k, layer) in net.layers().iter().enumerate() {
+        let out = layer.forward_train(features, true, noise)?;
+        sum = Some(match sum {
+            Some(s) => (s + out.expanded)?,
+            None => out.expanded,
+        });
+        let layer_bits = out.bits.mean(0)?;
+        bits = Some(match bits {
+            Some(b) => (b + layer_bits)?,
+            None => layer_bits,
+        });
+        let (Some(s), Some(rate)) = (&sum, &bits) else {
+            unreachable!("both set above")
+        };
+        let logits = net
+            .decoder(DecoderKind::HighRate)
+            .forward(&s.relu()?, true)?;
+        let term = (cross_entropy(&logits, labels)? + (rate * lambdas[k])?)?;
+        total = (total + term)?;
+    }
+    let all_bits = match bits {
+        Some(b) => f64::from(b.to_scalar::<f32>()?),
+        None => 0.0,
+    };
+    Ok(((total / (n + 1) as f64)?, Some(all_bits)))
+}
+
+/// Stage 3: the decoders alone on frozen (detached, inference-mode) codec outputs.
+fn stage3_loss(
+    net: &Network,
+    features: &Tensor,
+    labels: &Tensor,
+    noise: &mut Noise,
+) -> Result<(Tensor, Option<f64>)> {
+    let n = net.layers().len();
+    let mut total = cross_entropy(
+        &net.decoder(DecoderKind::Local).forward(features, true)?,
+        labels,
+    )?;
+    let mut sum: Option<Tensor> = None;
+    for (k, layer) in net.layers().iter().enumerate() {
+        let out = layer.forward_train(features, false, noise)?;
+        let e = out.expanded.detach();
+        sum = Some(match sum {
+            Some(s) => (s + e)?,
+            None => e,
+        });
+        let Some(s) = &sum else {
+            unreachable!("set above")
+        };
+        let kind = net.decoder_kind_for(k + 1);
+        let logits = net.decoder(kind).forward(&s.relu()?, true)?;
+        total = (total + cross_entropy(&logits, labels)?)?;
+    }
+    Ok(((total / (n + 1) as f64)?, None))
+}
+
+/// The variables whose names start with one of `prefixes`, except batch-norm running statistics.
+fn select_vars(vars: &VarMap, prefixes: &[&str]) -> Vec<Var> {
+    let data = vars.data().lock().expect("var map lock poisoned");
+    let mut names: Vec<&String> = data
+        .keys()
+        .filter(|k| prefixes.iter().any(|p| k.starts_with(p)) && !k.contains("running_"))
+        .collect();
+    names.sort();
+    names.into_iter().map(|k| data[k].clone()).collect()
+}
+
+/// Copies every variable under `from` onto the same name under `to`.
+fn copy_vars(vars: &VarMap, from: &str, to: &str) -> Result<()> {
+    let data = vars.data().lock().expect("var map lock poisoned");
+    for (name, var) in data.iter() {
+        if let Some(rest) = name.strip_prefix(from) {
+            let target = format!("{to}{rest}");
+            if let Some(dst) = data.get(&target) {
+                dst.set(&var.as_tensor().copy()?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An endless stream of shuffled batches (reshuffled each epoch, last partial batch dropped).
+struct BatchStream {
+    order: Vec<u32>,
+    pos: usize,
+    batch: usize,
+}
+
+impl BatchStream {
+    fn new(n: usize, batch: usize) -> Self {
+        let batch = batch.min(n).max(1);
+        Self {
+            order: (0..n as u32).collect(),
+            pos: n,
+            batch,
+        }
+    }
+
+    fn next(&mut self, rng: &mut ChaCha8Rng) -> Vec<u32> {
+        if self.pos + self.batch > self.order.len() {
+            self.order.shuffle(rng);
+            self.pos = 0;
+        }
+        let out = self.order[self.pos..self.pos + self.batch].to_vec();
+        self.pos += self.batch;
+        out
+    }
+}
+
+/// Top-1 accuracy of logits (B, classes) against labels.
+pub fn accuracy_count(logits: &Tensor, labels: &[u8]) -> Result<usize> {
+    let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    Ok(pred
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == u32::from(**l))
+        .count())
+}
