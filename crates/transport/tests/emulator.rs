@@ -204,3 +204,57 @@ async fn many_flows_are_relayed_independently() {
     assert_eq!(stats.active_flows, 8);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_samples_measure_the_emulated_bottleneck() {
+    let (server, identity) = start_server(ServerLimits::default());
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), server.local_addr());
+    config.uplink = LinkConfig {
+        delay: 0.010,
+        queue_bytes: 32 * 1024,
+        loss: 0.0,
+        seed: 5,
+    };
+    config.downlink.delay = 0.010;
+    let bottleneck = 4e6;
+    let emulator = Emulator::start(
+        config,
+        Arc::new(ConstantRate { bps: bottleneck }),
+        Arc::new(ConstantRate { bps: 5e7 }),
+    )
+    .await
+    .expect("emulator");
+    let client = agent(emulator.local_addr(), &identity).await;
+    client.take_rate_samples();
+    // 600 kB: 1.2 s at 4 Mbit/s, long enough for the window to fill the pipe.
+    let reply = client
+        .send_frame(header(1), layers(1, &[100_000; 6]), Duration::from_secs(5))
+        .await
+        .expect("whole frame");
+    assert_eq!(reply.layers_received, 6);
+    let train = reply
+        .train_sample
+        .expect("train sample")
+        .rate_bps()
+        .expect("rate");
+    let mut per_ack: Vec<f64> = client
+        .take_rate_samples()
+        .iter()
+        .filter_map(|s| s.rate_bps())
+        .collect();
+    per_ack.sort_by(f64::total_cmp);
+    assert!(per_ack.len() >= 10, "{} per-ack samples", per_ack.len());
+    let median = offload_transport::percentile(&per_ack, 0.5);
+    println!(
+        "bottleneck {bottleneck} bit/s: train {train:.0} bit/s, per-ack median {median:.0} bit/s over {} samples",
+        per_ack.len()
+    );
+    // QUIC and UDP headers make the goodput a few percent lower than the link rate.
+    assert!((train / bottleneck - 0.95).abs() < 0.10, "train {train}");
+    assert!(
+        (median / bottleneck - 0.95).abs() < 0.15,
+        "per-ack median {median}"
+    );
+    client.close().await;
+    server.shutdown(Duration::from_secs(1)).await;
+}
