@@ -53,6 +53,8 @@ pub struct CategoricalTable {
     /// `guide[j]` = index of the symbol whose interval contains quantile `j << (PRECISION -
     /// GUIDE_BITS)`; `2^GUIDE_BITS + 1` entries, the last one is the escape index.
     guide: Vec<u16>,
+    /// Cached `cdf.len() - 2`, read once per decoded symbol.
+    escape: u32,
 }
 
 /// Wire form of a [`CategoricalTable`].
@@ -125,6 +127,7 @@ impl CategoricalTable {
         let guide = build_guide(&cdf);
         Ok(CategoricalTable {
             min_symbol,
+            escape: alphabet as u32,
             cdf,
             guide,
         })
@@ -210,8 +213,9 @@ impl CategoricalTable {
     }
 
     /// Index of the escape symbol = number of in-range symbols.
+    #[inline]
     pub fn escape_index(&self) -> u32 {
-        (self.cdf.len() - 2) as u32
+        self.escape
     }
 
     /// The frequencies, in-range symbols first, escape last.
