@@ -215,3 +215,55 @@ pub fn read_header(bytes: &[u8], spec: &ModelSpec) -> Result<(FrameHeader, usize
         len,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::Shape;
+
+    /// The byte layout of `docs/bitstream.md`, field by field.
+    #[test]
+    fn header_layout_matches_the_spec() {
+        let spec = ModelSpec {
+            model_id: ModelId([0xAB; 16]),
+            layers: vec![LayerSpec {
+                y: Shape::new(8, 16, 12),
+                z: Shape::new(8, 4, 3),
+            }],
+        };
+        let header = FrameHeader::new(&spec, 0x0102_0304_0506_0708);
+        let mut bytes = Vec::new();
+        write_header(&header, &mut bytes).unwrap();
+        assert_eq!(bytes.len(), header_len(1));
+        assert_eq!(bytes.len(), 52);
+        assert_eq!(&bytes[0..4], b"OFFC");
+        assert_eq!(&bytes[4..6], &[1, 0]);
+        assert_eq!(&bytes[6..8], &[0, 0]);
+        assert_eq!(&bytes[8..24], &[0xAB; 16]);
+        assert_eq!(&bytes[24..32], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&bytes[32..34], &[1, 0]);
+        assert_eq!(&bytes[34..36], &[0, 0]);
+        assert_eq!(&bytes[36..48], &[8, 0, 16, 0, 12, 0, 8, 0, 4, 0, 3, 0]);
+        assert_eq!(&bytes[48..52], &crc32fast::hash(&bytes[..48]).to_le_bytes());
+        let (read, len) = read_header(&bytes, &spec).unwrap();
+        assert_eq!((read, len), (header, 52));
+    }
+
+    #[test]
+    fn version_is_checked_before_anything_else() {
+        let spec = ModelSpec {
+            model_id: ModelId([0; 16]),
+            layers: vec![],
+        };
+        let mut bytes = Vec::new();
+        write_header(&FrameHeader::new(&spec, 1), &mut bytes).unwrap();
+        bytes[4] = 2;
+        assert_eq!(
+            read_header(&bytes[..6], &spec),
+            Err(CodecError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
+        );
+    }
+}

@@ -240,3 +240,44 @@ pub(crate) fn read_layer_at(
         r.pos(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::{ModelId, ModelSpec, Shape};
+
+    /// The byte layout of `docs/bitstream.md`, field by field.
+    #[test]
+    fn record_layout_matches_the_spec() {
+        let spec = ModelSpec {
+            model_id: ModelId([7; 16]),
+            layers: vec![
+                LayerSpec {
+                    y: Shape::new(2, 2, 2),
+                    z: Shape::new(1, 1, 1),
+                };
+                2
+            ],
+        };
+        let header = FrameHeader::new(&spec, 99);
+        let record = LayerRecord {
+            index: 1,
+            z: vec![0x11, 0x22],
+            y: vec![0x33, 0x44, 0x55],
+        };
+        let mut bytes = Vec::new();
+        write_layer(&header, &record, &mut bytes).unwrap();
+        assert_eq!(bytes.len(), 16 + 2 + 3);
+        assert_eq!(&bytes[0..2], &[1, 0]);
+        assert_eq!(&bytes[2..4], &[0, 0]);
+        assert_eq!(&bytes[4..8], &[2, 0, 0, 0]);
+        assert_eq!(&bytes[8..12], &[3, 0, 0, 0]);
+        let mut covered = vec![7u8; 16];
+        covered.extend_from_slice(&99u64.to_le_bytes());
+        covered.extend_from_slice(&bytes[0..12]);
+        covered.extend_from_slice(&bytes[16..]);
+        assert_eq!(&bytes[12..16], &crc32fast::hash(&covered).to_le_bytes());
+        assert_eq!(&bytes[16..], &[0x11, 0x22, 0x33, 0x44, 0x55]);
+        assert_eq!(read_layer(&bytes, &header).unwrap(), (record, 21));
+    }
+}
