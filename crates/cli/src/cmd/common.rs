@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use offload_controller::{EstimatorConfig, Profile};
 use offload_sim::SimConfig;
-use offload_sim::trace::Trace;
+use offload_sim::trace::{LoadOptions, Trace};
 
 /// The illustrative detector profile, embedded so the main job runs anywhere.
 pub const ILLUSTRATIVE_PROFILE: &str =
@@ -22,11 +22,15 @@ pub fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
     })
 }
 
-/// The default trace when none is given: ten minutes drawn from the LTE walking model (seed 1).
+/// The generated trace used when none is given (`traces/generated/lte-walk-x0.1-seed4.tsv`:
+/// five minutes of the LTE-walk model scaled to a mean of 4.7 Mbit/s, where the offloading
+/// choice is contested), embedded so the main job runs without `../shared`.
+pub const DEFAULT_TRACE: &str = include_str!("../../../../traces/generated/lte-walk-x0.1-seed4.tsv");
+
+/// Parses the embedded default trace.
 pub fn default_trace() -> anyhow::Result<Trace> {
-    offload_sim::trace::generate::MarkovModel::lte_walk()
-        .generate("generated-lte-walk-seed1", 1, 600.0)
-        .context("generating the default trace")
+    Trace::parse(DEFAULT_TRACE, "lte-walk-x0.1-seed4.tsv", &LoadOptions::default())
+        .context("parsing the embedded default trace")
 }
 
 /// Settings of a simulated run, as command-line options.
@@ -59,6 +63,48 @@ pub struct SimSettings {
     /// Throughput estimator: `ewma:<half-life s>`, `harmonic:<N>` or `robust:<N>`.
     #[arg(long)]
     pub estimator: Option<String>,
+    #[command(flatten)]
+    pub utility: UtilitySettings,
+}
+
+/// The objective, as command-line options (defaults: `Utility::default()`: miss penalty 0.25,
+/// 0.05 per joule at a full battery, 4× that at an empty one).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct UtilitySettings {
+    /// Utility lost per frame that misses its deadline, on top of its accuracy [default: 0.25].
+    #[arg(long)]
+    pub miss_penalty: Option<f64>,
+    /// Utility per joule at a full battery [default: 0.05].
+    #[arg(long)]
+    pub energy_weight: Option<f64>,
+    /// How much more a joule weighs at an empty battery, minus one [default: 3].
+    #[arg(long)]
+    pub low_battery_gain: Option<f64>,
+}
+
+impl UtilitySettings {
+    /// Applies the options given to `u`.
+    pub fn apply(&self, u: &mut offload_controller::Utility) -> anyhow::Result<()> {
+        for (name, v) in [
+            ("--miss-penalty", self.miss_penalty),
+            ("--energy-weight", self.energy_weight),
+            ("--low-battery-gain", self.low_battery_gain),
+        ] {
+            if let Some(v) = v {
+                anyhow::ensure!(v >= 0.0 && v.is_finite(), "{name} must be a finite number >= 0");
+            }
+        }
+        if let Some(v) = self.miss_penalty {
+            u.miss_penalty = v;
+        }
+        if let Some(v) = self.energy_weight {
+            u.energy_weight_per_j = v;
+        }
+        if let Some(v) = self.low_battery_gain {
+            u.low_battery_gain = v;
+        }
+        Ok(())
+    }
 }
 
 impl SimSettings {
@@ -106,6 +152,7 @@ impl SimSettings {
         if let Some(e) = &self.estimator {
             c.controller.estimator = parse_estimator(e)?;
         }
+        self.utility.apply(&mut c.controller.utility)?;
         c.controller.frame_interval = 1.0 / c.fps;
         Ok(c)
     }
