@@ -154,6 +154,28 @@ proptest! {
     }
 
     #[test]
+    fn any_length_field_value_is_checked(
+        layer in 0usize..3,
+        field in 0usize..2,
+        value in any::<u32>(),
+    ) {
+        let f = fixture();
+        let spec = &f.spec.layers[layer];
+        let limit = if field == 0 { spec.max_z_bytes() } else { spec.max_y_bytes() };
+        let at = f.boundaries[layer] + 4 + 4 * field;
+        let mut bytes = f.bytes.clone();
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let result = decode_frame(&bytes, &f.spec);
+        if u64::from(value) > limit {
+            let is_length_limit = matches!(result, Err(CodecError::LengthLimit { .. }));
+            prop_assert!(is_length_limit, "{:?}", result);
+        } else {
+            let original = u32::from_le_bytes(f.bytes[at..at + 4].try_into().unwrap());
+            prop_assert_eq!(result.is_ok(), value == original);
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let f = fixture();
         prop_assert!(decode_all(f, &bytes).is_err());

@@ -238,3 +238,49 @@ fn tables_saved_and_loaded_with_serde_decode_identically() {
     let tampered = saved_priors.replacen("\"frequencies\":[", "\"frequencies\":[7,", 1);
     assert!(serde_json::from_str::<Vec<FactorizedPrior>>(&tampered).is_err());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::LazyLock;
+
+    static GAUSSIAN: LazyLock<GaussianConditional> =
+        LazyLock::new(GaussianConditional::default_table);
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_i32_symbols_under_any_indices_round_trip(
+            pairs in proptest::collection::vec((any::<i32>(), 0u16..64, any::<bool>()), 0..300),
+        ) {
+            // Half the symbols small (the common case), half anywhere in i32.
+            let symbols: Vec<i32> = pairs
+                .iter()
+                .map(|&(v, _, small)| if small { v % 8 } else { v })
+                .collect();
+            let indices: Vec<u16> = pairs.iter().map(|&(_, i, _)| i).collect();
+            let bytes = GAUSSIAN.encode(&symbols, &indices).unwrap();
+            prop_assert!(bytes.len() as u64 <= max_stream_bytes(symbols.len() as u64));
+            prop_assert_eq!(GAUSSIAN.decode(&bytes, &indices).unwrap(), symbols);
+        }
+
+        #[test]
+        fn any_i32_hyper_latents_round_trip(
+            z in proptest::collection::vec(any::<i32>(), 0..40),
+            min_symbol in any::<i32>(),
+            width in 1usize..30,
+        ) {
+            let min_symbol = min_symbol.min(i32::MAX - width as i32);
+            let prior = FactorizedPrior::from_pmfs(vec![
+                ChannelPmf { min_symbol, pmf: vec![1.0 / width as f32; width] },
+                common::logistic_pmf(5, 1.0, 0.0),
+            ])
+            .unwrap();
+            let spatial = z.len() / 2;
+            let z = &z[..2 * spatial];
+            let bytes = prior.encode(z, spatial).unwrap();
+            prop_assert_eq!(prior.decode(&bytes, spatial).unwrap(), z);
+        }
+    }
+}
