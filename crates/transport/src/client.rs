@@ -494,7 +494,9 @@ impl AgentClient {
         let round_trip = send_start.elapsed().as_secs_f64();
         let reply = Reply::decode(&bytes, &self.config.limits)
             .map_err(|source| TransportError::BadReply { frame_id, source })?;
-        if reply.fixed.frame_id != frame_id {
+        // Frame id 0 on an error reply means the server could not (or did not) read the header.
+        let anonymous_error = reply.fixed.frame_id == 0 && reply.fixed.status != ReplyStatus::Ok;
+        if reply.fixed.frame_id != frame_id && !anonymous_error {
             return Err(TransportError::BadReply {
                 frame_id,
                 source: wire::WireError::Inconsistent(format!(

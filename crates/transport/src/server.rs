@@ -693,7 +693,14 @@ async fn write_reply(send: &mut SendStream, reply: Reply, limits: &Limits) {
         return;
     }
     let _ = send.finish();
+    // Wait (bounded) until the agent has acknowledged the reply: if this stream held the last
+    // handle on a connection that is shutting down, dropping it earlier would close the
+    // connection with the reply still unsent.
+    let _ = tokio::time::timeout(REPLY_ACK_WAIT, send.stopped()).await;
 }
+
+/// Longest wait for an agent to acknowledge a reply.
+const REPLY_ACK_WAIT: Duration = Duration::from_secs(2);
 
 fn micros_u32(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
