@@ -444,6 +444,12 @@ impl AgentClient {
             .map(|p| Bytes::copy_from_slice(&p))
             .zip(layers)
             .collect();
+        // Earliest deadline first among this agent's concurrent frames: QUIC sends the
+        // stream with the highest priority first.
+        let deadline_ms = deadline_at
+            .saturating_duration_since(self.epoch)
+            .as_millis();
+        let _ = send.set_priority(-i32::try_from(deadline_ms).unwrap_or(i32::MAX));
         let written = Arc::new(AtomicUsize::new(0));
         let writer = tokio::spawn(write_frame(
             send,

@@ -258,3 +258,44 @@ async fn delivery_samples_measure_the_emulated_bottleneck() {
     client.close().await;
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_survive_random_loss_and_path_stats_see_it() {
+    let (server, identity) = start_server(ServerLimits::default());
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), server.local_addr());
+    config.uplink = LinkConfig {
+        delay: 0.005,
+        queue_bytes: 64 * 1024,
+        loss: 0.03,
+        seed: 11,
+    };
+    config.downlink.delay = 0.005;
+    let emulator = Emulator::start(
+        config,
+        Arc::new(ConstantRate { bps: 2e7 }),
+        Arc::new(ConstantRate { bps: 5e7 }),
+    )
+    .await
+    .expect("emulator");
+    let client = agent(emulator.local_addr(), &identity).await;
+    for id in 0..5 {
+        let sent = layers(id as u8, &[10_000, 30_000, 60_000]);
+        let reply = client
+            .send_frame(header(id), sent.clone(), Duration::from_secs(3))
+            .await
+            .expect("frame crosses a lossy link");
+        assert_eq!(reply.layers_received, 3);
+        assert_eq!(
+            String::from_utf8(reply.payload).expect("utf8"),
+            summary(&header(id).codec_header, &sent)
+        );
+    }
+    let path = client.path_stats().await.expect("connected");
+    let relay = emulator.stats();
+    println!("path {path:?}; relay uplink {:?}", relay.uplink);
+    assert!(relay.uplink.random_losses > 0);
+    assert!(path.lost_packets > 0, "{path:?}");
+    assert!(path.congestion_events > 0, "{path:?}");
+    client.close().await;
+    server.shutdown(Duration::from_secs(1)).await;
+}
