@@ -165,18 +165,29 @@ impl ServerIdentity {
         })
     }
 
+    /// Loads the identity from `cert` and `key` when both exist; otherwise generates one for
+    /// `names` and writes it there (so the fingerprint agents pin survives restarts).
+    pub fn load_or_generate(cert: &Path, key: &Path, names: &[&str]) -> Result<Self, TlsError> {
+        if cert.exists() && key.exists() {
+            return Self::from_pem_files(cert, key);
+        }
+        let identity = Self::generate(names)?;
+        identity.write_pem_files(cert, key)?;
+        Ok(identity)
+    }
+
     /// Writes a generated certificate and key as PEM files (so agents can pin them later).
     /// Does nothing for identities loaded from files.
     pub fn write_pem_files(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
-        let write = |path: &Path, text: &str| {
-            std::fs::write(path, text).map_err(|source| TlsError::Write {
+        let write = |path: &Path, text: &str, private: bool| {
+            write_file(path, text.as_bytes(), private).map_err(|source| TlsError::Write {
                 path: path.to_owned(),
                 source,
             })
         };
         if let (Some(c), Some(k)) = (&self.cert_pem, &self.key_pem) {
-            write(cert, c)?;
-            write(key, k)?;
+            write(cert, c, false)?;
+            write(key, k, true)?;
         }
         Ok(())
     }
@@ -203,6 +214,21 @@ impl ServerIdentity {
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
     }
+}
+
+/// Writes a file; a private one is readable by its owner only (on Unix).
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    options.open(path)?.write_all(bytes)
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -377,6 +403,18 @@ mod tests {
         let loaded = ServerIdentity::from_pem_files(&cert, &key).expect("load");
         assert_eq!(loaded.fingerprint(), id.fingerprint());
         loaded.quic_server_config().expect("server config");
+        let (cert2, key2) = (dir.path().join("c2.pem"), dir.path().join("k2.pem"));
+        let first =
+            ServerIdentity::load_or_generate(&cert2, &key2, &["localhost"]).expect("generated");
+        let second =
+            ServerIdentity::load_or_generate(&cert2, &key2, &["localhost"]).expect("loaded");
+        assert_eq!(first.fingerprint(), second.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key2).expect("key").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "private key readable by others: {mode:o}");
+        }
         let missing = ServerIdentity::from_pem_files(&dir.path().join("none"), &key);
         assert!(matches!(missing, Err(TlsError::Pem { .. })));
     }
