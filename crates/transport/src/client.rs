@@ -187,7 +187,7 @@ impl AgentClient {
                 next_attempt: None,
             }),
         };
-        client.connection().await?;
+        client.connection(client.config.connect_timeout).await?;
         Ok(client)
     }
 
@@ -224,7 +224,7 @@ impl AgentClient {
 
     /// The live QUIC connection (for diagnostics and protocol tests).
     pub async fn raw_connection(&self) -> Result<quinn::Connection, TransportError> {
-        self.connection().await
+        self.connection(self.config.connect_timeout).await
     }
 
     /// Drops the current connection and connects again, waiting with exponential backoff
@@ -239,17 +239,29 @@ impl AgentClient {
         }
         let mut last = None;
         for _ in 0..self.config.reconnect_attempts.max(1) {
-            match self.connection().await {
+            // Each wait is at most `backoff_max` and each attempt at most `connect_timeout`.
+            if let Some(wait) = self.backoff_remaining().await {
+                tokio::time::sleep(wait).await;
+            }
+            match self.connection(self.config.connect_timeout).await {
                 Ok(_) => return Ok(()),
-                Err(TransportError::Backoff { retry_in, .. }) => tokio::time::sleep(retry_in).await,
                 Err(e) if e.server_unavailable() => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        match last {
-            Some(e) => Err(e),
-            None => self.connection().await.map(|_| ()),
-        }
+        Err(last.unwrap_or(TransportError::Refused {
+            addr: self.server,
+            reason: "no connection attempt was made".into(),
+        }))
+    }
+
+    /// Time until the backoff allows the next connection attempt, if any.
+    async fn backoff_remaining(&self) -> Option<Duration> {
+        let state = self.state.lock().await;
+        state
+            .next_attempt
+            .map(|at| at.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
     }
 
     /// Closes the connection and waits briefly for the close to reach the server.
@@ -261,8 +273,9 @@ impl AgentClient {
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
     }
 
-    /// The live connection, connecting if there is none and the backoff allows it.
-    async fn connection(&self) -> Result<quinn::Connection, TransportError> {
+    /// The live connection, connecting (for at most `budget`, capped by `connect_timeout`) if
+    /// there is none and the backoff allows it.
+    async fn connection(&self, budget: Duration) -> Result<quinn::Connection, TransportError> {
         let mut state = self.state.lock().await;
         if let Some(conn) = state.conn.as_ref() {
             if conn.close_reason().is_none() {
@@ -280,7 +293,10 @@ impl AgentClient {
                 });
             }
         }
-        match self.connect_once().await {
+        match self
+            .connect_once(budget.min(self.config.connect_timeout))
+            .await
+        {
             Ok(conn) => {
                 state.conn = Some(conn.clone());
                 state.failures = 0;
@@ -302,8 +318,7 @@ impl AgentClient {
         }
     }
 
-    async fn connect_once(&self) -> Result<quinn::Connection, TransportError> {
-        let timeout = self.config.connect_timeout;
+    async fn connect_once(&self, timeout: Duration) -> Result<quinn::Connection, TransportError> {
         let attempt = async {
             let connecting = self
                 .endpoint
@@ -425,7 +440,8 @@ impl AgentClient {
         };
 
         let called = Instant::now();
-        let conn = self.connection().await?;
+        // A reconnect made for this frame must not outlive its deadline.
+        let conn = self.connection(deadline).await?;
         let deadline_at = called + deadline;
         let (send, mut recv) = tokio::time::timeout_at(deadline_at.into(), conn.open_bi())
             .await

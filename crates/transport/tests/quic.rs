@@ -213,18 +213,33 @@ async fn agent_reconnects_after_server_restart_with_backoff() {
         .expect("first frame");
     server.shutdown(Duration::from_millis(200)).await;
 
-    // The connection is gone: the next frame fails fast with a typed error, and the attempt
-    // after that is held back by the backoff.
+    // The connection is gone: frames fail with a typed error within their deadline (a
+    // reconnect attempt made for a frame is cut at the frame's deadline), and right after a
+    // failed attempt the backoff answers at once.
+    for id in 2..5 {
+        let asked = std::time::Instant::now();
+        let err = client
+            .send_frame(header(id), layers(1, &[10]), Duration::from_millis(300))
+            .await
+            .expect_err("server is down");
+        assert!(err.server_unavailable(), "{err}");
+        assert!(
+            asked.elapsed() < Duration::from_millis(600),
+            "{err} after {:?}",
+            asked.elapsed()
+        );
+    }
     let err = client
-        .send_frame(header(2), layers(1, &[10]), Duration::from_millis(500))
+        .send_frame(header(5), layers(1, &[10]), Duration::from_millis(300))
         .await
         .expect_err("server is down");
-    assert!(err.server_unavailable(), "{err}");
-    let err = client
-        .send_frame(header(3), layers(1, &[10]), Duration::from_millis(500))
-        .await
-        .expect_err("server is down");
-    assert!(err.server_unavailable(), "{err}");
+    assert!(
+        matches!(
+            err,
+            TransportError::Backoff { .. } | TransportError::ConnectTimeout { .. }
+        ),
+        "{err}"
+    );
 
     // A new server on the same port with the same identity: reconnect() gets there.
     let server = offload_transport::EdgeServer::bind(
