@@ -56,9 +56,22 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut acc = 0.0;
                 for &(start, bits) in &qs {
-                    acc += black_box(&trace)
-                        .transfer_end(start, bits)
-                        .unwrap_or(0.0);
+                    acc += black_box(&trace).transfer_end(start, bits).unwrap_or(0.0);
+                }
+                acc
+            })
+        });
+        // The simulator's pattern: one frame every 33 ms, in time order.
+        let frames: Vec<(f64, f64)> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, bits))| (i as f64 / 30.0, bits))
+            .collect();
+        group.bench_function(format!("transfer_end_in_order/{label}"), |b| {
+            b.iter(|| {
+                let mut acc = 0.0;
+                for &(start, bits) in &frames {
+                    acc += black_box(&trace).transfer_end(start, bits).unwrap_or(0.0);
                 }
                 acc
             })

@@ -15,6 +15,7 @@
 
 mod error;
 pub mod generate;
+mod grid;
 mod load;
 mod options;
 mod piecewise;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::TraceError;
+use super::grid::GridIndex;
 use super::options::{Direction, SeriesSelect, TraceFormat};
 
 /// One constant-rate piece of a [`Trace`].
@@ -25,7 +26,8 @@ pub struct Segment {
 ///
 /// Stored as segment start times, rates and prefix sums of bits, so that
 /// [`bits_between`](Trace::bits_between) and [`transfer_end`](Trace::transfer_end) are exact and
-/// take O(log n) whatever the span (whole periods are counted, not walked).
+/// take O(log n) whatever the span (whole periods are counted, not walked); a uniform grid over
+/// times and over bits makes the searches expected O(1).
 #[derive(Debug, Clone)]
 pub struct Trace {
     name: String,
@@ -40,6 +42,10 @@ pub struct Trace {
     rates: Vec<f64>,
     /// `n + 1` prefix sums of bits: `cum[i]` = bits in `[0, starts[i])`.
     cum: Vec<f64>,
+    /// Finds the segment holding a time offset (over `starts[..n]`).
+    time_grid: GridIndex,
+    /// Finds the first segment whose end reaches a bit count (over `cum[1..]`).
+    bits_grid: GridIndex,
 }
 
 /// Accumulates pieces into the arrays of a [`Trace`], dropping empty pieces and merging equal
@@ -83,6 +89,9 @@ impl TimelineBuilder {
             acc += r * (self.starts[i + 1] - self.starts[i]);
             cum.push(acc);
         }
+        let n = self.rates.len();
+        let time_grid = GridIndex::new(&self.starts[..n], self.end, n, true);
+        let bits_grid = GridIndex::new(&cum[1..], acc, n, false);
         Some(Trace {
             name,
             format: None,
@@ -93,6 +102,8 @@ impl TimelineBuilder {
             starts: self.starts,
             rates: self.rates,
             cum,
+            time_grid,
+            bits_grid,
         })
     }
 }
@@ -245,7 +256,7 @@ impl Trace {
     fn segment_at(&self, off: f64) -> usize {
         let n = self.rates.len();
         // starts[0] = 0 <= off, so the count is ≥ 1.
-        self.starts[..n].partition_point(|&s| s <= off).max(1) - 1
+        self.time_grid.count_below(&self.starts[..n], off).max(1) - 1
     }
 
     /// Bits in `[0, off)` for an offset within one period.
@@ -277,8 +288,8 @@ impl Trace {
     /// Earliest time at which `bits` have crossed the link when sending starts at `start`,
     /// i.e. the smallest `t ≥ start` with `bits_between(start, t) ≥ bits`.
     ///
-    /// Exact for the piecewise-constant capacity and O(log n): whole periods are skipped
-    /// arithmetically, then one binary search on the prefix sums finds the segment. Returns
+    /// Exact for the piecewise-constant capacity and O(log n) (expected O(1)): whole periods are
+    /// skipped arithmetically, then a grid-guided search on the prefix sums finds the segment. Returns
     /// `Some(start)` for `bits ≤ 0`, and `None` when the bits can never cross: the trace's
     /// total capacity is zero, or `start`/`bits` is not finite.
     #[inline]
@@ -303,7 +314,7 @@ impl Trace {
         let rem = (target - j * total).clamp(f64::MIN_POSITIVE, total);
         let n = self.rates.len();
         // First segment whose end reaches `rem`; its start is below `rem`, so its rate is > 0.
-        let i = self.cum[1..=n].partition_point(|&c| c < rem).min(n - 1);
+        let i = self.bits_grid.count_below(&self.cum[1..=n], rem).min(n - 1);
         let rate = self.rates[i];
         let tau = if rate > 0.0 {
             (self.starts[i] + (rem - self.cum[i]) / rate).min(self.starts[i + 1])

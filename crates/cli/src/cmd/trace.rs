@@ -185,9 +185,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             at,
             length,
         } => {
-            let name = out
-                .file_name()
-                .map_or_else(|| "generated".to_owned(), |n| n.to_string_lossy().into_owned());
+            let name = out.file_name().map_or_else(
+                || "generated".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let at = at.unwrap_or(duration / 2.0);
             let trace = match model {
                 Model::Lte => {
@@ -244,7 +245,11 @@ fn info(files: &[PathBuf], opts: &LoadOptions) -> anyhow::Result<()> {
         }
     }
     println!("(capacities in Mbit/s, time-weighted)");
-    anyhow::ensure!(failed == 0, "{failed} of {} files could not be read", files.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} files could not be read",
+        files.len()
+    );
     Ok(())
 }
 
@@ -278,7 +283,10 @@ fn fit(files: &[PathBuf], each: bool, cfg: &FitConfig, opts: &LoadOptions) -> an
         files.len(),
         m.mean_bps() / 1e6
     );
-    println!("window_s: {:?},\nsample_s: {:?},\nstates: &[", m.window_s, m.sample_s);
+    println!(
+        "window_s: {:?},\nsample_s: {:?},\nstates: &[",
+        m.window_s, m.sample_s
+    );
     for s in &m.states {
         println!(
             "    ({:.1}, {:.4}, {:.4}, {:.4}),",
