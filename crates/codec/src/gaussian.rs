@@ -238,6 +238,13 @@ impl GaussianConditional {
     }
 }
 
+impl Default for GaussianConditional {
+    /// The same as [`GaussianConditional::default_table`].
+    fn default() -> Self {
+        GaussianConditional::default_table()
+    }
+}
+
 /// `exp(linspace(ln 0.11, ln 256, 64))` in `f32`, computed with `libm` for reproducibility.
 pub fn default_scales() -> Vec<f32> {
     let lo = libm::log(DEFAULT_SCALE_MIN);
