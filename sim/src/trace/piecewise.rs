@@ -307,8 +307,14 @@ impl Trace {
         }
         let period = self.duration();
         let (k, off) = self.wrap(start);
+        let i0 = self.segment_at(off);
+        let r0 = self.rates[i0];
+        // Fast path (most frames): the transfer ends inside the segment it starts in.
+        if r0 > 0.0 && off + bits / r0 <= self.starts[i0 + 1] {
+            return Some(start + bits / r0);
+        }
         // Bits from the start of period k to the end of the transfer.
-        let target = self.cum_at(off) + bits;
+        let target = self.cum[i0] + r0 * (off - self.starts[i0]) + bits;
         // Period (after k) in which the target is reached: j·T < target ≤ (j+1)·T.
         let j = ((target / total).ceil() - 1.0).max(0.0);
         let rem = (target - j * total).clamp(f64::MIN_POSITIVE, total);
@@ -321,7 +327,30 @@ impl Trace {
         } else {
             self.starts[i + 1]
         };
-        Some(((k + j) * period + tau).max(start))
+        let end = (k + j) * period + tau;
+        if end > start {
+            Some(end)
+        } else {
+            // Only rounding gets here (bits > 0 need time): bits below the resolution of the
+            // prefix sums were absorbed. They cross as soon as the link carries anything.
+            Some(self.next_capacity(k, i0).max(start))
+        }
+    }
+
+    /// Earliest time ≥ the start of segment `i0` of period `k` at which capacity is positive.
+    fn next_capacity(&self, k: f64, i0: usize) -> f64 {
+        let n = self.rates.len();
+        let period = self.duration();
+        if self.rates[i0] > 0.0 {
+            return k * period + self.starts[i0];
+        }
+        // The first later segment that carries bits ends above this segment's prefix sum.
+        let i = self.cum[1..=n].partition_point(|&c| c <= self.cum[i0 + 1]);
+        if i < n {
+            return k * period + self.starts[i];
+        }
+        let first = self.cum[1..=n].partition_point(|&c| c <= 0.0).min(n - 1);
+        (k + 1.0) * period + self.starts[first]
     }
 
     /// Time-weighted mean capacity (bit/s) over one period.
@@ -423,6 +452,17 @@ mod tests {
         assert_eq!(t.transfer_end(0.0, 6e6), Some(5.0));
         assert_eq!(t.transfer_end(f64::NAN, 1.0), None);
         assert_eq!(t.transfer_end(0.0, f64::INFINITY), None);
+    }
+
+    #[test]
+    fn bits_below_float_resolution_wait_for_capacity() {
+        let t = Trace::from_segments("o", &[(1.0, 1e6), (1.0, 0.0)]).unwrap();
+        // 1e-10 bit vanishes next to the 1e6-bit prefix sum, yet must wait out the outage.
+        let end = t.transfer_end(1.5, 1e-10).unwrap();
+        assert!((end - 2.0).abs() < 1e-9, "{end}");
+        let t = Trace::from_segments("o", &[(1.0, 0.0), (1.0, 1e6), (1.0, 0.0)]).unwrap();
+        let end = t.transfer_end(2.5, 1e-10).unwrap();
+        assert!((end - 4.0).abs() < 1e-9, "{end}");
     }
 
     #[test]
