@@ -373,13 +373,14 @@ async fn serve_frame<H: FrameHandler>(
             "server busy: {} frames in flight",
             shared.limits.max_frames_in_flight
         );
+        shared.stats.record_frame(false, 0, origin.elapsed());
         write_reply(
             &mut send,
             error_reply(ReplyStatus::Overloaded, 0, &msg),
             &shared.limits.wire,
         )
         .await;
-        shared.stats.record_frame(false, 0, origin.elapsed());
+        await_reply_ack(&send).await;
         return;
     };
     let received = match read_frame(&mut recv, origin, &shared.limits).await {
@@ -391,13 +392,14 @@ async fn serve_frame<H: FrameHandler>(
         Err(FrameFailure::Reply(status, frame_id, msg)) => {
             tracing::debug!(%peer, frame_id, %status, reason = %msg, "rejecting frame");
             let _ = recv.stop(codes::STOP_READING);
+            shared.stats.record_frame(false, 0, origin.elapsed());
             write_reply(
                 &mut send,
                 error_reply(status, frame_id, &msg),
                 &shared.limits.wire,
             )
             .await;
-            shared.stats.record_frame(false, 0, origin.elapsed());
+            await_reply_ack(&send).await;
             return;
         }
     };
@@ -424,8 +426,9 @@ async fn serve_frame<H: FrameHandler>(
         receipts,
         payload,
     };
-    write_reply(&mut send, reply, &shared.limits.wire).await;
     shared.stats.record_frame(ok, bytes, origin.elapsed());
+    write_reply(&mut send, reply, &shared.limits.wire).await;
+    await_reply_ack(&send).await;
 }
 
 async fn run_handler<H: FrameHandler>(
@@ -693,9 +696,12 @@ async fn write_reply(send: &mut SendStream, reply: Reply, limits: &Limits) {
         return;
     }
     let _ = send.finish();
-    // Wait (bounded) until the agent has acknowledged the reply: if this stream held the last
-    // handle on a connection that is shutting down, dropping it earlier would close the
-    // connection with the reply still unsent.
+}
+
+/// Waits (bounded) until the agent has acknowledged the reply: if this stream held the last
+/// handle on a connection that is shutting down, dropping it earlier would close the
+/// connection with the reply still unsent.
+async fn await_reply_ack(send: &SendStream) {
     let _ = tokio::time::timeout(REPLY_ACK_WAIT, send.stopped()).await;
 }
 

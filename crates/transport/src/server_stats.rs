@@ -22,7 +22,7 @@ pub struct StatsSnapshot {
     pub window_frames_per_s: f64,
     /// Received throughput in the latest window, bit/s.
     pub window_bps: f64,
-    /// Median frame latency (first byte to reply written) in the latest window, seconds.
+    /// Median frame latency (stream's first byte to reply ready) in the latest window, seconds.
     pub window_p50: f64,
     /// 99th percentile frame latency in the latest window, seconds.
     pub window_p99: f64,
