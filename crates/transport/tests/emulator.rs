@@ -4,86 +4,24 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::saturate::saturate;
 use common::*;
 use offload_transport::ServerLimits;
 use offload_transport::emulator::{
-    CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, LinkConfig, PiecewiseConstant,
+    ConstantRate, Emulator, EmulatorConfig, LinkConfig, PiecewiseConstant,
 };
-use tokio::net::UdpSocket;
-
-const PACKET: usize = 1200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_throughput_follows_the_trace_within_5_percent() {
-    let sink = UdpSocket::bind("127.0.0.1:0").await.expect("sink");
-    let delay = 0.020;
-    let mut config = EmulatorConfig::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        sink.local_addr().expect("addr"),
-    );
-    config.uplink = LinkConfig {
-        delay,
-        queue_bytes: 40_000,
-        loss: 0.0,
-        seed: 1,
-    };
     // 2 → 8 → 1 Mbit/s, one second each.
     let schedule =
         Arc::new(PiecewiseConstant::new(&[(1.0, 2e6), (1.0, 8e6), (1.0, 1e6)]).expect("valid"));
-    let emulator = Emulator::start(
-        config,
-        schedule.clone(),
-        Arc::new(ConstantRate { bps: 1e8 }),
-    )
-    .await
-    .expect("emulator");
-    let start = emulator.started_at();
-    let relay = emulator.local_addr();
-    let windows = 3usize;
-
-    // Receive everything until the sender is done and the queue has drained.
-    let receiver = tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        let mut arrivals = Vec::new();
-        let stop = start + Duration::from_secs_f64(windows as f64 + delay + 0.5);
-        while let Ok(Ok(n)) = tokio::time::timeout_at(stop.into(), sink.recv(&mut buf)).await {
-            arrivals.push((start.elapsed().as_secs_f64(), n));
-        }
-        arrivals
-    });
-
-    // Saturate at about 16 Mbit/s: 8 packets every 5 ms, for the three steps.
-    let sender = UdpSocket::bind("127.0.0.1:0").await.expect("sender");
-    let payload = vec![0xabu8; PACKET];
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    let send_until = start + Duration::from_secs_f64(windows as f64 + 0.05);
-    let mut sent = 0u64;
-    while Instant::now() < send_until && sent < 100_000 {
-        tick.tick().await;
-        for _ in 0..8 {
-            sender.send_to(&payload, relay).await.expect("send");
-            sent += 1;
-        }
-    }
-    let arrivals = receiver.await.expect("receiver");
-    let stats = emulator.stats();
-    assert!(
-        stats.uplink.queue_drops > 0,
-        "the sender must saturate the link: {stats:?}"
-    );
-
-    for w in 0..windows {
-        let (t0, t1) = (w as f64 + delay, w as f64 + 1.0 + delay);
-        let bytes: usize = arrivals
-            .iter()
-            .filter(|(t, _)| *t >= t0 && *t < t1)
-            .map(|(_, n)| n)
-            .sum();
-        let expected = schedule.bits_between(w as f64, w as f64 + 1.0) / 8.0;
-        let ratio = bytes as f64 / expected;
-        println!("window {w}: {bytes} B delivered, {expected} B capacity, ratio {ratio:.4}");
+    // Saturate at about 16 Mbit/s: 8 packets of 1200 B every 5 ms.
+    for (w, (delivered, capacity)) in saturate(schedule, 3, 8).await.into_iter().enumerate() {
+        let ratio = delivered / capacity;
+        println!("window {w}: {delivered} B delivered, {capacity} B capacity, ratio {ratio:.4}");
         assert!((ratio - 1.0).abs() <= 0.05, "window {w}: ratio {ratio:.4}");
     }
 }
