@@ -75,7 +75,7 @@ pub enum TraceError {
         what: &'static str,
     },
     /// The requested series index is not in the file.
-    #[error("{}: series {index} requested, but the file has {count} (0-based)", path.display())]
+    #[error("{}: series {index} requested, but the file has {count} series (indices from 0)", path.display())]
     NoSuchSeries {
         /// The file.
         path: PathBuf,
