@@ -271,12 +271,16 @@ fn io_size_series_and_option_errors() {
             Err(TraceError::BadOption { .. })
         ));
     }
-    // Rates so large that a period's bits overflow.
-    let huge = "0 1\n1e300 1e300\n";
-    assert!(matches!(
-        Trace::parse(huge, "huge", &LoadOptions::default()),
-        Err(TraceError::OutOfRange { .. })
-    ));
+    // Rates so large that a period's bits overflow, or that overflow in unit conversion.
+    for huge in ["0 1\n1e300 1e300\n", "0 1\n1 1e305\n", "1,1e308\n2,1\n"] {
+        assert!(
+            matches!(
+                Trace::parse(huge, "huge", &LoadOptions::default()),
+                Err(TraceError::OutOfRange { .. })
+            ),
+            "{huge:?}"
+        );
+    }
 }
 
 #[test]
@@ -297,4 +301,66 @@ fn nuwins_series_are_selectable() {
     }
     // The concatenation holds exactly the bits of its parts.
     assert!((sum / all.total_bits() - 1.0).abs() < 1e-9);
+}
+
+mod fuzz {
+    use offload_sim::trace::{LoadOptions, Trace, TraceFormat};
+    use proptest::prelude::*;
+
+    /// Text made of the characters trace files use, plus a few that break them.
+    fn tracey_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                8 => prop::sample::select(vec![
+                    "0", "1", "5", "9", ".", ",", "\t", " ", "\n", "\n", "-", "e", "Run 1\n",
+                    "####\n", "Timestamp,DL_bitrate\n", "2019.12.14_10.16.30,", "NaN", "inf",
+                    "\r\n", "99999999999999999999", "1e308", "\u{0}", "é",
+                ])
+                .prop_map(str::to_owned),
+                1 => any::<char>().prop_map(String::from),
+            ],
+            0..200,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// Checks what a parse that succeeded must satisfy.
+    fn check(t: &Trace) -> Result<(), TestCaseError> {
+        prop_assert!(t.duration() > 0.0 && t.duration().is_finite());
+        prop_assert!(t.total_bits() >= 0.0 && t.total_bits().is_finite());
+        prop_assert!(t.segments().all(|s| s.duration > 0.0 && s.bps >= 0.0));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in tracey_text(), pick in 0usize..7) {
+            let format = TraceFormat::ALL.get(pick).copied();
+            let opts = LoadOptions { format, ..LoadOptions::default() };
+            if let Ok(t) = Trace::parse(&text, "fuzz", &opts) {
+                check(&t)?;
+            }
+        }
+
+        #[test]
+        fn edited_real_prefixes_never_panic(
+            which in 0usize..6,
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let Some(dir) = super::shared_traces() else { return Ok(()) };
+            let (file, _) = super::SAMPLES[which];
+            let bytes = std::fs::read(dir.join(file)).expect(file);
+            let mut prefix = bytes[..bytes.len().min(4096)].to_vec();
+            for (at, byte) in edits {
+                let i = at.index(prefix.len());
+                prefix[i] = byte;
+            }
+            let text = String::from_utf8_lossy(&prefix);
+            if let Ok(t) = Trace::parse(&text, file, &LoadOptions::default()) {
+                check(&t)?;
+            }
+        }
+    }
 }

@@ -120,19 +120,25 @@ fn parse_at(
             }
         },
     };
+    let overflow = || TraceError::OutOfRange {
+        path: path.to_path_buf(),
+        what: "rates or times so large that one period's bits overflow",
+    };
     let mut b = TimelineBuilder::default();
     for &(duration, bps) in chosen.iter().flatten() {
-        b.push(duration, bps * opts.scale);
+        // Unit factors can push a finite file value past f64's range.
+        let bps = bps * opts.scale;
+        if !duration.is_finite() || !bps.is_finite() {
+            return Err(overflow());
+        }
+        b.push(duration, bps);
     }
     let mut trace = b.finish(name).ok_or_else(|| TraceError::Empty {
         path: path.to_path_buf(),
         what: "the selected series spans no time",
     })?;
     if !trace.total_bits().is_finite() || !trace.duration().is_finite() {
-        return Err(TraceError::OutOfRange {
-            path: path.to_path_buf(),
-            what: "rates or times so large that one period's bits overflow",
-        });
+        return Err(overflow());
     }
     trace.set_origin(format, Some(path), opts.series, count);
     Ok(trace.with_direction(opts.direction.unwrap_or(direction)))
