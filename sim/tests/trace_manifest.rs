@@ -244,3 +244,33 @@ fn one_file_per_folder_by_hand() {
         assert!(t.source().is_some());
     }
 }
+
+#[test]
+fn gnettrack_wall_clock_fills_span_the_session() {
+    use offload_sim::trace::GapFill;
+    let Some(dir) = shared_traces() else { return };
+    let mut checked = 0;
+    for e in manifest(&dir)
+        .into_iter()
+        .filter(|e| e.format == TraceFormat::Gnettrack)
+    {
+        let path = dir.join(&e.path);
+        let skip = Trace::load(&path, &LoadOptions::default()).expect("loads");
+        for gaps in [GapFill::Hold, GapFill::Zero] {
+            let opts = LoadOptions {
+                gaps,
+                ..LoadOptions::default()
+            };
+            let t = Trace::load(&path, &opts).expect("loads");
+            // First to last timestamp, plus the last row's second.
+            assert_eq!(t.duration(), e.duration_s + 1.0, "{} {gaps:?}", e.path);
+            // Missing seconds add time but never bits when zero-filled.
+            if gaps == GapFill::Zero {
+                assert_eq!(t.total_bits(), skip.total_bits(), "{}", e.path);
+            }
+        }
+        assert!(skip.duration() <= e.duration_s + 1.0);
+        checked += 1;
+    }
+    assert_eq!(checked, 55);
+}
