@@ -59,7 +59,9 @@ struct Outcome {
 }
 
 /// Runs the agent over `inputs` at the configured frame rate; `client` is `None` to run with no
-/// server at all (everything local). Returns the per-frame records in frame order and the summary.
+/// server at all (everything local). `on_decision` sees every decision as it is made (frame,
+/// decision, throughput estimate in bit/s), for progress displays. Returns the per-frame records
+/// in frame order and the summary.
 pub async fn run_agent<M: DeviceModel>(
     model: Arc<M>,
     client: Option<Arc<AgentClient>>,
@@ -67,6 +69,7 @@ pub async fn run_agent<M: DeviceModel>(
     inputs: Vec<LabelledInput<M::Input>>,
     config: AgentConfig,
     mut battery: Box<dyn BatterySource>,
+    on_decision: &mut (dyn FnMut(u64, Decision, f64) + Send),
 ) -> Result<(Vec<FrameRecord>, Summary), AgentError> {
     tracing::info!("battery: {}", battery.describe());
     let epoch = client.as_ref().map_or_else(Instant::now, |c| c.epoch());
@@ -163,6 +166,7 @@ pub async fn run_agent<M: DeviceModel>(
             .fill_options(i, captured, captured + deadline_s, &sizes, &mut options);
         let decision = controller.decide(decided_at, &options);
         let estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
+        on_decision(i, decision, estimate_bps);
         let level = battery.read().map_or(1.0, |r| r.level);
         let base = FrameRecord {
             frame: i,

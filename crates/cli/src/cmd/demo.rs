@@ -1,10 +1,203 @@
-//! `offload demo`.
+//! `offload demo`: edge server, link emulator and agent on loopback, end to end.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use offload_agent::{AgentConfig, SimulatedBattery};
+use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
+use offload_sim::battery::BatteryConfig;
+use offload_sim::trace::{LoadOptions, Trace};
+use offload_transport::emulator::{
+    CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, LinkConfig,
+};
+use offload_transport::{
+    AgentClient, AuthToken, ClientConfig, EdgeServer, ServerIdentity, ServerLimits, ServerTrust,
+};
+
+use super::agent::{load_inputs, print_summary, write_outputs};
+use super::common::SimSettings;
 
 /// Arguments of `offload demo`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Folder of the trained model.
+    #[arg(long, default_value = "models/fmnist")]
+    model: PathBuf,
+    /// Profile of the model (default: the model's own profile.toml).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Uplink trace for the emulator. Default: a step down generated from the model's profile —
+    /// room for every layer for the first half, for about two layers in the second.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Multiply the trace's capacity by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    trace_scale: f64,
+    /// Policy preset or policy .toml file.
+    #[arg(long, default_value = "deadline-aware")]
+    policy: String,
+    /// Seconds of camera time.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Folder with the Fashion-MNIST files.
+    #[arg(long, default_value = offload_model::data::DEFAULT_FASHION_MNIST_DIR)]
+    data: PathBuf,
+    /// Output folder for frames.csv and summary.json.
+    #[arg(long, default_value = "out/demo")]
+    out: PathBuf,
+    #[command(flatten)]
+    settings: SimSettings,
+}
 
 /// Runs `offload demo`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`offload demo` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let sim = args.settings.to_config()?;
+    let frames = (args.seconds * sim.fps).round().max(1.0) as usize;
+    let (model, profile, inputs) =
+        load_inputs(&args.model, args.profile.as_deref(), &args.data, frames)?;
+    let trace = match &args.trace {
+        Some(p) => Trace::load(p, &LoadOptions::default())
+            .with_context(|| format!("reading {}", p.display()))?,
+        None => {
+            let bits_per_frame = |k: usize| profile.layers[k].bytes_median * 8.0 * sim.fps;
+            let all = bits_per_frame(profile.layers.len() - 1);
+            let two = bits_per_frame(1.min(profile.layers.len() - 1));
+            // Packet headers (QUIC, UDP, IP) weigh a lot on frames this small: allow for them.
+            offload_sim::trace::generate::step(
+                "demo-step-down",
+                3.0 * all + 200e3,
+                1.5 * two + 60e3,
+                args.seconds / 2.0,
+                args.seconds,
+            )?
+        }
+    };
+    let trace = scaled(trace, args.trace_scale)?;
+    println!(
+        "demo: {} frames at {} fps, policy {}, uplink {} (mean {:.2} Mbit/s), RTT {:.0} ms, model {}",
+        frames,
+        sim.fps,
+        args.policy,
+        trace.name(),
+        trace.mean_bps() / 1e6,
+        sim.link.rtt_s * 1e3,
+        args.model.display()
+    );
+    let policy = offload_policies::load_preset(&args.policy)?.build();
+    let policy_name = policy.name().to_owned();
+    let config = AgentConfig {
+        fps: sim.fps,
+        deadline: Duration::from_secs_f64(sim.deadline_s),
+        controller: sim.controller.clone(),
+        profile: profile.clone(),
+        sensor_interval: Duration::from_secs(1),
+    };
+    let battery = Box::new(SimulatedBattery::new(BatteryConfig { ..sim.battery }));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (records, summary, server_stats) = runtime.block_on(async {
+        let identity = ServerIdentity::generate(&["localhost"])?;
+        let token = AuthToken::new(format!("demo-{}", std::process::id()).into_bytes())?;
+        let server = EdgeServer::bind(
+            "127.0.0.1:0".parse()?,
+            &identity,
+            token.clone(),
+            Arc::new(SplitHandler::new(model.clone())),
+            ServerLimits::default(),
+        )?;
+        let mut emu = EmulatorConfig::new("127.0.0.1:0".parse()?, server.local_addr());
+        let one_way = sim.link.rtt_s / 2.0;
+        emu.uplink = LinkConfig {
+            delay: one_way,
+            queue_bytes: 64 * 1024,
+            ..LinkConfig::default()
+        };
+        emu.downlink = LinkConfig {
+            delay: one_way,
+            ..LinkConfig::default()
+        };
+        let uplink: Arc<dyn CapacitySchedule> = Arc::new(TraceSchedule(trace.clone()));
+        let downlink: Arc<dyn CapacitySchedule> = Arc::new(ConstantRate { bps: 50e6 });
+        let emulator = Emulator::start(emu, uplink, downlink).await?;
+        let client = AgentClient::connect(
+            emulator.local_addr(),
+            "localhost",
+            ServerTrust::Pinned(identity.fingerprint()),
+            token,
+            ClientConfig::default(),
+        )
+        .await?;
+        let bar = ProgressBar::new(frames as u64);
+        bar.set_style(ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} frames  {msg}",
+        )?);
+        let mut show = |i: u64, d: offload_controller::Decision, est: f64| {
+            bar.set_position(i + 1);
+            bar.set_message(format!(
+                "frame {i:>4}: {d:<10} estimate {:>6.2} Mbit/s",
+                est / 1e6
+            ));
+        };
+        let out = offload_agent::run_agent(
+            Arc::new(SplitDevice::new(model)),
+            Some(Arc::new(client)),
+            policy,
+            inputs,
+            config,
+            battery,
+            &mut show,
+        )
+        .await;
+        bar.finish();
+        let stats = server.stats();
+        server.shutdown(Duration::from_secs(1)).await;
+        emulator.stop();
+        let (records, summary) = out?;
+        anyhow::Ok((records, summary, stats))
+    })?;
+    write_outputs(
+        &args.out,
+        &records,
+        &summary,
+        &policy_name,
+        &profile.name,
+        &sim,
+    )?;
+    let half = args.seconds / 2.0;
+    let layers = |from: f64, to: f64| {
+        let sel: Vec<_> = records
+            .iter()
+            .filter(|r| r.captured_at >= from && r.captured_at < to)
+            .collect();
+        sel.iter().map(|r| f64::from(r.layers)).sum::<f64>() / sel.len().max(1) as f64
+    };
+    print_summary(&summary, &policy_name);
+    println!(
+        "mean layers sent: {:.2} in the first half, {:.2} in the second",
+        layers(0.0, half),
+        layers(half, args.seconds)
+    );
+    println!("server: {server_stats:?}");
+    println!("wrote {}/frames.csv and summary.json", args.out.display());
+    Ok(())
+}
+
+fn scaled(trace: Trace, factor: f64) -> anyhow::Result<Trace> {
+    anyhow::ensure!(
+        factor > 0.0 && factor.is_finite(),
+        "--trace-scale must be positive"
+    );
+    if factor == 1.0 {
+        return Ok(trace);
+    }
+    let segments: Vec<(f64, f64)> = trace
+        .segments()
+        .map(|s| (s.duration, s.bps * factor))
+        .collect();
+    Ok(Trace::from_segments(
+        format!("{}x{factor}", trace.name()),
+        &segments,
+    )?)
 }

@@ -1,0 +1,10 @@
+//! Glue between the model, the codec and the transport, shared by the `offload` subcommands and
+//! the end-to-end tests: the Fashion-MNIST split model as the agent's [`DeviceModel`] and as the
+//! edge server's [`FrameHandler`], and a bandwidth trace as the emulator's capacity schedule.
+#![warn(missing_docs)]
+
+pub mod split_glue;
+pub mod trace_schedule;
+
+pub use split_glue::{SplitDevice, SplitHandler, model_id32};
+pub use trace_schedule::TraceSchedule;
