@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use offload_controller::Policy;
 use serde::{Deserialize, Serialize};
 
-use crate::{FixedK, LocalOnly, ThroughputRule};
+use crate::{DeadlineAware, EnergyAware, FixedK, LocalOnly, Mpc, QueueBola, ThroughputRule};
 
 /// A policy and its parameters; the `kind` field names the policy.
 ///
@@ -31,6 +31,48 @@ pub enum PolicyConfig {
         /// Seconds without a sample after which the base layer is sent as a probe.
         probe_after_s: f64,
     },
+    /// [`DeadlineAware`].
+    DeadlineAware {
+        /// Standard deviations of the estimate's uncertainty taken off the rate.
+        z: f64,
+        /// Slack kept before the deadline (s).
+        margin_s: f64,
+        /// Fraction of the conservative rate a steady stream may use.
+        sustain: f64,
+        /// Seconds without a sample after which the base layer is sent as a probe.
+        probe_after_s: f64,
+    },
+    /// [`Mpc`].
+    Mpc {
+        /// Frames planned ahead.
+        horizon: u32,
+        /// Standard deviations taken off the rate for the forecast.
+        z: f64,
+        /// Seconds without a sample after which the base layer is sent as a probe.
+        probe_after_s: f64,
+    },
+    /// [`EnergyAware`].
+    EnergyAware {
+        /// Standard deviations taken off the rate the expectation is centred on.
+        z: f64,
+        /// Slack a candidate must keep before the deadline (s).
+        margin_s: f64,
+        /// Fraction of the conservative rate a candidate's steady stream may use.
+        sustain: f64,
+        /// Smallest throughput uncertainty assumed, as a fraction of the estimate.
+        min_std_fraction: f64,
+        /// Multiplier of the switching margin derived from the radio tail.
+        hysteresis: f64,
+        /// Seconds without a sample after which the base layer is sent as a probe.
+        probe_after_s: f64,
+    },
+    /// [`QueueBola`].
+    QueueBola {
+        /// Slack (s) below which only the base layer is sent.
+        min_slack_s: f64,
+        /// Slack (s) from which all layers are sent.
+        target_slack_s: f64,
+    },
 }
 
 impl PolicyConfig {
@@ -43,6 +85,36 @@ impl PolicyConfig {
                 safety,
                 probe_after_s,
             } => Box::new(ThroughputRule::new(safety, probe_after_s)),
+            PolicyConfig::DeadlineAware {
+                z,
+                margin_s,
+                sustain,
+                probe_after_s,
+            } => Box::new(DeadlineAware::new(z, margin_s, sustain, probe_after_s)),
+            PolicyConfig::Mpc {
+                horizon,
+                z,
+                probe_after_s,
+            } => Box::new(Mpc::new(horizon, z, probe_after_s)),
+            PolicyConfig::EnergyAware {
+                z,
+                margin_s,
+                sustain,
+                min_std_fraction,
+                hysteresis,
+                probe_after_s,
+            } => Box::new(EnergyAware::new(
+                z,
+                margin_s,
+                sustain,
+                min_std_fraction,
+                hysteresis,
+                probe_after_s,
+            )),
+            PolicyConfig::QueueBola {
+                min_slack_s,
+                target_slack_s,
+            } => Box::new(QueueBola::new(min_slack_s, target_slack_s)),
         }
     }
 }
@@ -87,6 +159,13 @@ const PRESETS: &[(&str, &str)] = &[
         "throughput-rule",
         include_str!("../presets/throughput-rule.toml"),
     ),
+    (
+        "deadline-aware",
+        include_str!("../presets/deadline-aware.toml"),
+    ),
+    ("mpc", include_str!("../presets/mpc.toml")),
+    ("energy-aware", include_str!("../presets/energy-aware.toml")),
+    ("queue-bola", include_str!("../presets/queue-bola.toml")),
 ];
 
 /// Names of the built-in presets.

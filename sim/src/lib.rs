@@ -2,8 +2,11 @@
 #![warn(missing_docs)]
 
 pub mod battery;
+pub mod bound;
 pub mod frames;
+pub mod harness;
 pub mod link;
+pub mod oracle;
 pub mod output;
 pub mod record;
 pub mod simulator;

@@ -11,13 +11,19 @@
 //! active and tail energy; the battery drains by that plus a baseline draw. The controller only
 //! ever sees what a real agent sees: its own sends, the server's delivery reports (bytes and
 //! receive times) and RTT samples when replies arrive, battery readings — never the trace.
+//!
+//! The physics (link, CPU, radio, battery) lives in [`SimState`], a small cloneable value that
+//! only the decisions change: [`simulate`] drives it with the controller, and the offline oracle
+//! ([`crate::oracle`]) clones it to explore decision sequences. Both run the very same step code,
+//! so a schedule the oracle finds scores exactly the same when [`simulate`] replays it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::fmt::Write as _;
 
 use offload_controller::{
-    Controller, ControllerConfig, Decision, FrameOptions, Observation, Policy, Profile, RadioState,
-    RateSample,
+    Controller, ControllerConfig, Decision, FrameOptions, Observation, Policy, Profile, RadioModel,
+    RadioState, RateSample, Utility,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +76,18 @@ impl Default for SimConfig {
     }
 }
 
+/// Where the physics reports what the agent will observe, and when.
+pub trait ObservationSink {
+    /// The agent learns `observation` at time `at`.
+    fn push(&mut self, at: f64, observation: Observation);
+}
+
+/// Discards observations: the oracle plans without a controller.
+impl ObservationSink for () {
+    #[inline]
+    fn push(&mut self, _at: f64, _observation: Observation) {}
+}
+
 /// Observations waiting for the moment the agent learns them.
 #[derive(Default)]
 struct Pending {
@@ -98,7 +116,7 @@ impl Ord for Time {
     }
 }
 
-impl Pending {
+impl ObservationSink for Pending {
     fn push(&mut self, at: f64, obs: Observation) {
         let slot = match self.free.pop() {
             Some(i) => {
@@ -115,7 +133,9 @@ impl Pending {
             .push(Reverse((Time(at), (self.seq << 20) | slot as u64)));
         self.seq += 1;
     }
+}
 
+impl Pending {
     fn pop_until(&mut self, now: f64) -> Option<(f64, Observation)> {
         let Reverse((Time(at), key)) = self.heap.peek()?;
         if *at > now {
@@ -129,116 +149,208 @@ impl Pending {
     }
 }
 
-/// Runs one trace with one profile and policy; calls `on_frame` for every frame in order and
-/// returns the summary. The same inputs always give the same records, bit for bit.
-pub fn simulate(
-    trace: &Trace,
-    profile: &Profile,
-    policy: Box<dyn Policy>,
-    config: &SimConfig,
-    mut on_frame: impl FnMut(&FrameRecord),
-) -> Summary {
-    let mut controller = Controller::new(config.controller.clone(), policy);
-    let utility = config.controller.utility;
-    let radio = config.controller.radio;
-    let mut link = Link::new(trace, config.link);
-    let one_way = link.one_way();
-    let mut battery = Battery::new(config.battery);
-    let mut sizes = FrameSizes::new(profile, config.seed);
-    let mut pending = Pending::default();
-    let mut radio_state = RadioState::default();
-    let mut options = FrameOptions::default();
-    let mut summary = SummaryBuilder::default();
+/// The constants of a run, derived once from the configuration, the profile and the trace.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSetup {
+    /// Time between captures (s).
+    pub interval: f64,
+    /// Run start within the trace (s).
+    pub t0: f64,
+    /// Frames in the run.
+    pub n_frames: u64,
+    /// Deadline after capture (s).
+    pub deadline_s: f64,
+    /// Device compute slowdown from the configured CPU load.
+    pub slowdown: f64,
+    /// Device compute power (W).
+    pub power_w: f64,
+    /// Task-encoder time under that load (s).
+    pub encoder_time: f64,
+    /// One-way propagation delay (s).
+    pub one_way: f64,
+    /// The objective.
+    pub utility: Utility,
+    /// The radio power model.
+    pub radio: RadioModel,
+}
 
-    let fps = config.fps.max(1e-3);
-    let interval = 1.0 / fps;
-    let t0 = config.start_offset_s;
-    let duration = config.duration_s.unwrap_or_else(|| trace.duration());
-    let n_frames = (duration * fps).floor().max(0.0) as u64;
-    let slowdown = 1.0 / (1.0 - config.cpu_load.clamp(0.0, 0.95));
-    let power = profile.device.compute_power_w;
-    let encoder_time = profile.device.encoder_time_s * slowdown;
-    let mut cpu_free = f64::NEG_INFINITY;
-    let mut next_battery_report = t0;
+impl RunSetup {
+    /// The constants of running `trace` with `profile` under `config`.
+    pub fn new(trace: &Trace, profile: &Profile, config: &SimConfig) -> Self {
+        let fps = config.fps.max(1e-3);
+        let duration = config.duration_s.unwrap_or_else(|| trace.duration());
+        let slowdown = 1.0 / (1.0 - config.cpu_load.clamp(0.0, 0.95));
+        RunSetup {
+            interval: 1.0 / fps,
+            t0: config.start_offset_s,
+            n_frames: (duration * fps).floor().max(0.0) as u64,
+            deadline_s: config.deadline_s,
+            slowdown,
+            power_w: profile.device.compute_power_w,
+            encoder_time: profile.device.encoder_time_s * slowdown,
+            one_way: config.link.rtt_s / 2.0,
+            utility: config.controller.utility,
+            radio: config.controller.radio,
+        }
+    }
 
-    let feed = |controller: &mut Controller, pending: &mut Pending, now: f64| {
-        while let Some((at, obs)) = pending.pop_until(now) {
-            controller.observe(at, obs);
-        }
-    };
+    /// Capture time of frame `i` (s, trace time).
+    #[inline]
+    pub fn captured(&self, i: u64) -> f64 {
+        self.t0 + i as f64 * self.interval
+    }
 
-    for i in 0..n_frames {
-        let captured = t0 + i as f64 * interval;
-        let deadline = captured + config.deadline_s;
-        let frame_sizes = sizes.next_frame();
-        let start = captured.max(cpu_free);
-        battery.advance(start);
-        while next_battery_report <= start {
-            pending.push(
-                next_battery_report,
-                Observation::Battery {
-                    level: battery.level(),
-                    power_w: None,
-                    charging: false,
-                },
-            );
-            next_battery_report += battery.report_interval();
-        }
-        if i + 1 < n_frames && start >= captured + interval {
-            // A newer frame is already waiting: drop this one.
-            let r = skipped(
-                i,
-                captured - t0,
-                &battery,
-                &controller,
-                link.capacity_at(start),
-                &utility,
-            );
-            pending.push(
-                start,
-                Observation::FrameDone {
-                    frame: i,
-                    latency: None,
-                },
-            );
-            summary.add(&r);
-            on_frame(&r);
-            continue;
-        }
-        let decided_at = start + encoder_time;
-        feed(&mut controller, &mut pending, decided_at);
-        profile.fill_options(i, captured, deadline, frame_sizes, &mut options);
+    /// Fills `options` for frame `i` with `sizes`, scaled by the CPU load.
+    pub fn fill_options(
+        &self,
+        profile: &Profile,
+        i: u64,
+        sizes: &[u64],
+        options: &mut FrameOptions,
+    ) {
+        let captured = self.captured(i);
+        profile.fill_options(i, captured, captured + self.deadline_s, sizes, options);
         for o in options.offload.iter_mut() {
-            o.device_time *= slowdown;
-            o.device_energy_j *= slowdown;
+            o.device_time *= self.slowdown;
+            o.device_energy_j *= self.slowdown;
         }
-        options.local.device_time *= slowdown;
-        options.local.energy_j *= slowdown;
-        let decision = controller.decide(decided_at, &options);
-        let estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
-        let battery_level = battery.level();
-        let mut energy = power * encoder_time;
+        options.local.device_time *= self.slowdown;
+        options.local.energy_j *= self.slowdown;
+    }
+}
+
+/// What happened to one decided frame, in trace time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// When the result reached the device, if it did.
+    pub result_at: Option<f64>,
+    /// Payload bytes the decision asked to send.
+    pub bytes: u64,
+    /// Payload bytes that crossed the uplink.
+    pub bytes_sent: u64,
+    /// Whether the result arrived by the deadline.
+    pub met: bool,
+    /// Accuracy delivered (0 when missed).
+    pub accuracy: f64,
+    /// Energy accounted to the frame (J).
+    pub energy_j: f64,
+    /// The frame's utility.
+    pub utility: f64,
+}
+
+/// The physical state of a run: link queue, CPU, radio and battery. Only decisions change it,
+/// never the controller, so it can be cloned to explore alternatives.
+#[derive(Debug, Clone)]
+pub struct SimState<'t> {
+    link: Link<'t>,
+    battery: Battery,
+    radio_state: RadioState,
+    cpu_free: f64,
+}
+
+impl<'t> SimState<'t> {
+    /// The state at the start of a run: idle link, CPU and radio, battery at its start level.
+    pub fn new(trace: &'t Trace, config: &SimConfig) -> Self {
+        SimState {
+            link: Link::new(trace, config.link),
+            battery: Battery::new(config.battery),
+            radio_state: RadioState::default(),
+            cpu_free: f64::NEG_INFINITY,
+        }
+    }
+
+    /// When the uplink finishes what is queued.
+    #[inline]
+    pub fn link_free_at(&self) -> f64 {
+        self.link.free_at()
+    }
+
+    /// When the CPU finishes its current work.
+    #[inline]
+    pub fn cpu_free_at(&self) -> f64 {
+        self.cpu_free
+    }
+
+    /// The radio's state.
+    #[inline]
+    pub fn radio_state(&self) -> &RadioState {
+        &self.radio_state
+    }
+
+    /// The battery level.
+    #[inline]
+    pub fn battery_level(&self) -> f64 {
+        self.battery.level()
+    }
+
+    /// The battery.
+    pub fn battery(&self) -> &Battery {
+        &self.battery
+    }
+
+    /// The link.
+    pub fn link(&self) -> &Link<'t> {
+        &self.link
+    }
+
+    /// Starts frame `i`: the CPU picks it up when free (the battery's baseline drain runs up to
+    /// then). Returns that moment; the frame is skipped when [`Self::is_skipped`] says so.
+    #[inline]
+    pub fn begin(&mut self, setup: &RunSetup, i: u64) -> f64 {
+        let start = setup.captured(i).max(self.cpu_free);
+        self.battery.advance(start);
+        start
+    }
+
+    /// Whether frame `i`, picked up at `start`, is dropped because a newer frame is waiting.
+    #[inline]
+    pub fn is_skipped(setup: &RunSetup, i: u64, start: f64) -> bool {
+        i + 1 < setup.n_frames && start >= setup.captured(i) + setup.interval
+    }
+
+    /// The utility of a skipped frame.
+    #[inline]
+    pub fn skipped_utility(&self, setup: &RunSetup) -> f64 {
+        setup.utility.frame(None, 0.0, self.battery.level())
+    }
+
+    /// Executes `decision` for frame `i` decided at `decided_at` (after the encoder), reporting
+    /// what the agent observes to `sink`. `decision` must name an option of `options`.
+    pub fn commit(
+        &mut self,
+        setup: &RunSetup,
+        options: &FrameOptions,
+        decided_at: f64,
+        decision: Decision,
+        sink: &mut impl ObservationSink,
+    ) -> Outcome {
+        let i = options.frame;
+        let captured = setup.captured(i);
+        let deadline = captured + setup.deadline_s;
+        let radio = &setup.radio;
+        let one_way = setup.one_way;
+        let battery_level = self.battery.level();
+        let mut energy = setup.power_w * setup.encoder_time;
         let (result_at, bytes, bytes_sent, accuracy) = match decision {
             Decision::Local => {
-                cpu_free = decided_at + options.local.device_time;
+                self.cpu_free = decided_at + options.local.device_time;
                 energy += options.local.energy_j;
-                (Some(cpu_free), 0, 0, options.local.accuracy)
+                (Some(self.cpu_free), 0, 0, options.local.accuracy)
             }
             Decision::Offload { layers } => {
-                // The controller only returns options that exist.
                 let o = options.offload[layers as usize - 1];
                 let ready = decided_at + o.device_time;
-                cpu_free = ready;
+                self.cpu_free = ready;
                 energy += o.device_energy_j;
                 let mut ready = ready;
-                if radio.needs_promotion(&radio_state, ready) {
+                if radio.needs_promotion(&self.radio_state, ready) {
                     // The radio is promoted even if the frame is then cancelled, and the burst
                     // that follows ends in a full tail: both are paid here, once per burst.
                     energy += radio.promotion_s * radio.promotion_w + radio.tail_s * radio.tail_w;
                     ready += radio.promotion_s;
-                    radio_state.record_activity(ready);
+                    self.radio_state.record_activity(ready);
                 }
-                pending.push(
+                sink.push(
                     ready,
                     Observation::Sent {
                         frame: i,
@@ -246,12 +358,16 @@ pub fn simulate(
                     },
                 );
                 let cutoff = deadline.max(ready);
-                let tx = link.send(ready, o.bytes, cutoff);
+                let tx = self.link.send(ready, o.bytes, cutoff);
                 let bits = tx.bytes_sent as f64 * 8.0;
                 if tx.end > tx.start {
-                    energy +=
-                        radio.predict_uplink_j(&radio_state, tx.start, bits, tx.end - tx.start);
-                    radio_state.record_activity(tx.end);
+                    energy += radio.predict_uplink_j(
+                        &self.radio_state,
+                        tx.start,
+                        bits,
+                        tx.end - tx.start,
+                    );
+                    self.radio_state.record_activity(tx.end);
                 }
                 if tx.complete {
                     let at_server = tx.end + one_way;
@@ -261,9 +377,9 @@ pub fn simulate(
                         end: at_server,
                         bytes: o.bytes,
                     };
-                    pending.push(result, Observation::Delivered { frame: i, sample });
-                    pending.push(result, Observation::Rtt { rtt: 2.0 * one_way });
-                    radio_state.record_activity(result);
+                    sink.push(result, Observation::Delivered { frame: i, sample });
+                    sink.push(result, Observation::Rtt { rtt: 2.0 * one_way });
+                    self.radio_state.record_activity(result);
                     (Some(result), o.bytes, o.bytes, o.accuracy)
                 } else {
                     // Cancelled at the deadline; the server reports what arrived.
@@ -273,12 +389,12 @@ pub fn simulate(
                             end: tx.end + one_way,
                             bytes: tx.bytes_sent,
                         };
-                        pending.push(
+                        sink.push(
                             cutoff + 2.0 * one_way,
                             Observation::Delivered { frame: i, sample },
                         );
                     }
-                    pending.push(
+                    sink.push(
                         cutoff,
                         Observation::Abandoned {
                             frame: i,
@@ -291,63 +407,149 @@ pub fn simulate(
         };
         let met = result_at.is_some_and(|t| t <= deadline);
         let latency = result_at.map(|t| t - captured);
-        pending.push(
+        sink.push(
             result_at.unwrap_or(deadline),
             Observation::FrameDone {
                 frame: i,
                 latency: latency.filter(|_| met),
             },
         );
-        battery.drain(energy);
+        self.battery.drain(energy);
         let delivered = met.then_some(accuracy);
-        let r = FrameRecord {
-            frame: i,
-            captured_at: captured - t0,
-            decision: decision.to_string(),
-            layers: decision.layers(),
+        Outcome {
+            result_at,
             bytes,
             bytes_sent,
-            decided_at: decided_at - t0,
-            result_at: result_at.map(|t| t - t0),
-            latency,
-            met_deadline: met,
+            met,
             accuracy: delivered.unwrap_or(0.0),
             energy_j: energy,
-            battery: battery.level(),
-            estimate_bps,
-            capacity_bps: link.capacity_at(decided_at),
-            utility: utility.frame(delivered, energy, battery_level),
-        };
-        summary.add(&r);
-        on_frame(&r);
+            utility: setup.utility.frame(delivered, energy, battery_level),
+        }
     }
-    summary.finish()
 }
 
-fn skipped(
-    i: u64,
-    captured: f64,
-    battery: &Battery,
-    controller: &Controller,
-    capacity_bps: f64,
-    utility: &offload_controller::Utility,
-) -> FrameRecord {
-    FrameRecord {
-        frame: i,
-        captured_at: captured,
-        decision: "skipped".into(),
+/// Runs one trace with one profile and policy; calls `on_frame` for every frame in order and
+/// returns the summary. The same inputs always give the same records, bit for bit.
+///
+/// One [`FrameRecord`] is reused for every frame (its decision text is rewritten only when the
+/// decision changes), so the loop allocates nothing per frame once warm.
+pub fn simulate(
+    trace: &Trace,
+    profile: &Profile,
+    policy: Box<dyn Policy>,
+    config: &SimConfig,
+    mut on_frame: impl FnMut(&FrameRecord),
+) -> Summary {
+    let mut controller = Controller::new(config.controller.clone(), policy);
+    let setup = RunSetup::new(trace, profile, config);
+    let mut state = SimState::new(trace, config);
+    let mut sizes = FrameSizes::new(profile, config.seed);
+    let mut pending = Pending::default();
+    let mut options = FrameOptions::default();
+    let mut summary = SummaryBuilder::default();
+    let mut record = FrameRecord {
+        frame: 0,
+        captured_at: 0.0,
+        decision: String::with_capacity(16),
         layers: 0,
         bytes: 0,
         bytes_sent: 0,
-        decided_at: captured,
+        decided_at: 0.0,
         result_at: None,
         latency: None,
         met_deadline: false,
         accuracy: 0.0,
         energy_j: 0.0,
-        battery: battery.level(),
-        estimate_bps: controller.estimates().throughput.map_or(0.0, |e| e.bps),
-        capacity_bps,
-        utility: utility.frame(None, 0.0, battery.level()),
+        battery: 0.0,
+        estimate_bps: 0.0,
+        capacity_bps: 0.0,
+        utility: 0.0,
+    };
+    // What `record.decision` holds: `None` = "skipped".
+    let mut written: Option<Option<Decision>> = None;
+    let t0 = setup.t0;
+    let mut next_battery_report = t0;
+
+    for i in 0..setup.n_frames {
+        let captured = setup.captured(i);
+        let frame_sizes = sizes.next_frame();
+        let start = state.begin(&setup, i);
+        while next_battery_report <= start {
+            pending.push(
+                next_battery_report,
+                Observation::Battery {
+                    level: state.battery_level(),
+                    power_w: None,
+                    charging: false,
+                },
+            );
+            next_battery_report += state.battery().report_interval();
+        }
+        if SimState::is_skipped(&setup, i, start) {
+            // A newer frame is already waiting: drop this one.
+            if written != Some(None) {
+                record.decision.clear();
+                record.decision.push_str("skipped");
+                written = Some(None);
+            }
+            let battery = state.battery_level();
+            record.frame = i;
+            record.captured_at = captured - t0;
+            record.layers = 0;
+            record.bytes = 0;
+            record.bytes_sent = 0;
+            record.decided_at = captured - t0;
+            record.result_at = None;
+            record.latency = None;
+            record.met_deadline = false;
+            record.accuracy = 0.0;
+            record.energy_j = 0.0;
+            record.battery = battery;
+            record.estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
+            record.capacity_bps = state.link().capacity_at(start);
+            record.utility = state.skipped_utility(&setup);
+            pending.push(
+                start,
+                Observation::FrameDone {
+                    frame: i,
+                    latency: None,
+                },
+            );
+            summary.add(&record);
+            on_frame(&record);
+            continue;
+        }
+        let decided_at = start + setup.encoder_time;
+        while let Some((at, obs)) = pending.pop_until(decided_at) {
+            controller.observe(at, obs);
+        }
+        setup.fill_options(profile, i, frame_sizes, &mut options);
+        let decision = controller.decide(decided_at, &options);
+        let estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
+        let out = state.commit(&setup, &options, decided_at, decision, &mut pending);
+        if written != Some(Some(decision)) {
+            record.decision.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(record.decision, "{decision}");
+            written = Some(Some(decision));
+        }
+        record.frame = i;
+        record.captured_at = captured - t0;
+        record.layers = decision.layers();
+        record.bytes = out.bytes;
+        record.bytes_sent = out.bytes_sent;
+        record.decided_at = decided_at - t0;
+        record.result_at = out.result_at.map(|t| t - t0);
+        record.latency = out.result_at.map(|t| t - captured);
+        record.met_deadline = out.met;
+        record.accuracy = out.accuracy;
+        record.energy_j = out.energy_j;
+        record.battery = state.battery_level();
+        record.estimate_bps = estimate_bps;
+        record.capacity_bps = state.link().capacity_at(decided_at);
+        record.utility = out.utility;
+        summary.add(&record);
+        on_frame(&record);
     }
+    summary.finish()
 }

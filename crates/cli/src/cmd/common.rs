@@ -25,12 +25,17 @@ pub fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
 /// The generated trace used when none is given (`traces/generated/lte-walk-x0.1-seed4.tsv`:
 /// five minutes of the LTE-walk model scaled to a mean of 4.7 Mbit/s, where the offloading
 /// choice is contested), embedded so the main job runs without `../shared`.
-pub const DEFAULT_TRACE: &str = include_str!("../../../../traces/generated/lte-walk-x0.1-seed4.tsv");
+pub const DEFAULT_TRACE: &str =
+    include_str!("../../../../traces/generated/lte-walk-x0.1-seed4.tsv");
 
 /// Parses the embedded default trace.
 pub fn default_trace() -> anyhow::Result<Trace> {
-    Trace::parse(DEFAULT_TRACE, "lte-walk-x0.1-seed4.tsv", &LoadOptions::default())
-        .context("parsing the embedded default trace")
+    Trace::parse(
+        DEFAULT_TRACE,
+        "lte-walk-x0.1-seed4.tsv",
+        &LoadOptions::default(),
+    )
+    .context("parsing the embedded default trace")
 }
 
 /// Settings of a simulated run, as command-line options.
@@ -91,7 +96,10 @@ impl UtilitySettings {
             ("--low-battery-gain", self.low_battery_gain),
         ] {
             if let Some(v) = v {
-                anyhow::ensure!(v >= 0.0 && v.is_finite(), "{name} must be a finite number >= 0");
+                anyhow::ensure!(
+                    v >= 0.0 && v.is_finite(),
+                    "{name} must be a finite number >= 0"
+                );
             }
         }
         if let Some(v) = self.miss_penalty {

@@ -1,0 +1,90 @@
+//! Deadline-aware greedy: the most layers that arrive in time at a conservative rate.
+
+use offload_controller::{Context, Decision, FrameOptions, Observation, Policy};
+
+use crate::backlog::BacklogModel;
+use crate::probe::Prober;
+use crate::timing::offload_result_at;
+
+/// Sends the largest `k` whose predicted result time — device time, the uplink backlog plus this
+/// frame at the conservative rate `Estimate::lower(z)`, the round trip and the server time — is
+/// at least `margin_s` before the deadline, and whose sustained bit rate at the camera's frame
+/// rate stays within `sustain` of that rate (a `k` that fits once but not every frame would
+/// only build a queue). When no `k` qualifies it still sends the base layer if that arrives in
+/// time at the mean rate, and runs locally only when even that fails: the local path occupies
+/// the CPU for several frame intervals, and the device drops the frames captured meanwhile. Probes with the base layer when the
+/// estimate is stale (see [`Prober`]).
+///
+/// This is the rule of deadline-driven offloading schedulers (e.g. the "largest configuration
+/// meeting the latency SLO" of Chameleon / AWStream-style video analytics, and the
+/// deadline-aware partitioning of Neurosurgeon, Kang et al., ASPLOS 2017), with a safety margin
+/// from the estimator's uncertainty as in RobustMPC's lower bound.
+#[derive(Debug, Clone)]
+pub struct DeadlineAware {
+    z: f64,
+    margin_s: f64,
+    sustain: f64,
+    prober: Prober,
+    backlog: BacklogModel,
+}
+
+impl DeadlineAware {
+    /// `z`: standard deviations off the estimate; `margin_s`: slack kept before the deadline;
+    /// `sustain ∈ (0, 1]`: fraction of the conservative rate a steady stream of `k` may use;
+    /// `probe_after_s`: staleness that triggers a probe.
+    pub fn new(z: f64, margin_s: f64, sustain: f64, probe_after_s: f64) -> Self {
+        DeadlineAware {
+            z: z.max(0.0),
+            margin_s: margin_s.max(0.0),
+            sustain: sustain.clamp(0.01, 1.0),
+            prober: Prober::new(probe_after_s),
+            backlog: BacklogModel::default(),
+        }
+    }
+}
+
+impl Policy for DeadlineAware {
+    fn name(&self) -> &str {
+        "deadline-aware"
+    }
+
+    fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
+        match self.prober.check(ctx) {
+            Some(true) => return Decision::Offload { layers: 1 },
+            Some(false) => return Decision::Local,
+            None => {}
+        }
+        let Some(est) = ctx.estimates.throughput else {
+            return Decision::Local;
+        };
+        let rate = est.lower(self.z).max(1.0);
+        let backlog = self.backlog.bits(ctx, rate);
+        let fps = 1.0 / ctx.frame_interval.max(1e-6);
+        let fits = frame.offload.iter().rev().find(|o| {
+            o.bytes as f64 * 8.0 * fps <= self.sustain * rate
+                && offload_result_at(ctx, o, backlog, rate) + self.margin_s <= frame.deadline
+        });
+        if let Some(o) = fits {
+            return Decision::Offload { layers: o.layers };
+        }
+        // The local path costs the frames its CPU time makes the device drop, so it is the last
+        // resort: the base layer still goes if it arrives in time at the mean rate.
+        match frame.offload.first() {
+            Some(base)
+                if offload_result_at(
+                    ctx,
+                    base,
+                    self.backlog.bits(ctx, est.bps),
+                    est.bps.max(1.0),
+                ) <= frame.deadline =>
+            {
+                Decision::Offload { layers: 1 }
+            }
+            _ => Decision::Local,
+        }
+    }
+
+    fn observe(&mut self, now: f64, observation: &Observation) {
+        self.backlog.observe(now, observation);
+    }
+}

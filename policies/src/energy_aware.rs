@@ -1,0 +1,173 @@
+//! Energy-aware expected-utility maximisation with radio-tail hysteresis.
+
+use offload_controller::{Context, Decision, FrameOptions, Observation, Policy};
+
+use crate::backlog::BacklogModel;
+use crate::probe::Prober;
+use crate::timing::{frames_dropped_by_local, local_result_at, offload_result_at};
+
+/// Chooses the option of highest *expected* utility,
+/// `accuracy·P(in time) − miss_penalty·(1 − P) − w(battery)·(compute energy + radio energy)`,
+/// where `P` treats the throughput as Gaussian around the estimate with the estimator's
+/// uncertainty, the radio energy is the radio model's marginal energy of the transfer
+/// (`RadioModel::predict_uplink_j`: promotion and a full tail when the radio is idle, only the
+/// elapsed tail when it is warm), and `w(b)` is `Utility::energy_weight`, which grows as the
+/// battery runs down. The local option is valued per frame of CPU time it occupies: its result,
+/// minus the frames it makes the device drop. The candidates are those the
+/// [`crate::DeadlineAware`] test admits (plus the base layer): among them this policy trades
+/// accuracy against the risk of missing and the energy, so it never sends more layers than
+/// the deadline-aware policy would.
+///
+/// Hysteresis from the radio tail: a stretch of local frames shorter than the tail saves only
+/// the active radio power, since the tail keeps burning, and coming back after it costs a
+/// promotion and a new tail. One switch costs at most `E_switch = promotion + tail energy`;
+/// spread over the `tail_s / frame_interval` frames of one tail, a switch must therefore gain
+/// `w·E_switch·frame_interval / tail_s` per frame over the current mode (local or offload) before
+/// the policy changes mode. This is the energy-delay trade-off of MAUI (Cuervo et al., MobiSys
+/// 2010) with the tail-aware accounting of Huang et al. (MobiSys 2012) and TailEnder
+/// (Balasubramanian et al., IMC 2009).
+#[derive(Debug, Clone)]
+pub struct EnergyAware {
+    z: f64,
+    margin_s: f64,
+    sustain: f64,
+    min_std_fraction: f64,
+    hysteresis: f64,
+    prober: Prober,
+    backlog: BacklogModel,
+    offloading: bool,
+}
+
+impl EnergyAware {
+    /// `z`: the rate is centred on `Estimate::lower(z)` (a late frame also delays the next ones
+    /// on the FIFO link, which the per-frame expectation does not see, so the centre is kept
+    /// conservative); `margin_s` and `sustain`: candidates are the options that arrive
+    /// `margin_s` before the deadline at that rate and whose stream at the frame rate uses at
+    /// most `sustain` of it (the deadline-aware policy's test); `min_std_fraction`: the throughput uncertainty assumed at least (fraction
+    /// of the estimate); `hysteresis`: multiplier of the tail-derived switching margin (1 = as derived);
+    /// `probe_after_s`: staleness that triggers a probe.
+    pub fn new(
+        z: f64,
+        margin_s: f64,
+        sustain: f64,
+        min_std_fraction: f64,
+        hysteresis: f64,
+        probe_after_s: f64,
+    ) -> Self {
+        EnergyAware {
+            z: z.max(0.0),
+            margin_s: margin_s.max(0.0),
+            sustain: sustain.clamp(0.01, 1.0),
+            min_std_fraction: min_std_fraction.max(1e-3),
+            hysteresis: hysteresis.max(0.0),
+            prober: Prober::new(probe_after_s),
+            backlog: BacklogModel::default(),
+            offloading: true,
+        }
+    }
+}
+
+/// Standard normal CDF.
+fn phi(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+impl Policy for EnergyAware {
+    fn name(&self) -> &str {
+        "energy-aware"
+    }
+
+    fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
+        match self.prober.check(ctx) {
+            Some(true) => {
+                self.offloading = true;
+                return Decision::Offload { layers: 1 };
+            }
+            Some(false) => {
+                self.offloading = false;
+                return Decision::Local;
+            }
+            None => {}
+        }
+        let Some(est) = ctx.estimates.throughput else {
+            return Decision::Local;
+        };
+        let u = ctx.utility;
+        let w = if ctx.device.charging {
+            0.0
+        } else {
+            u.energy_weight(ctx.device.effective_battery())
+        };
+        let rate = est.lower(self.z).max(1.0);
+        let std = est.std_bps.max(self.min_std_fraction * est.bps);
+        let backlog = self.backlog.bits(ctx, rate);
+
+        // Local, valued per frame of the CPU time it takes.
+        let dropped = f64::from(frames_dropped_by_local(ctx, frame));
+        let local_in_time = local_result_at(ctx, frame) <= frame.deadline;
+        let local_value = if local_in_time {
+            frame.local.accuracy
+        } else {
+            -u.miss_penalty
+        };
+        let local =
+            (local_value - w * frame.local.energy_j - dropped * u.miss_penalty) / (1.0 + dropped);
+
+        // Offload: expected utility with P(in time) from the rate's uncertainty.
+        let mut best_off = (f64::NEG_INFINITY, 0u32);
+        let fps = 1.0 / ctx.frame_interval.max(1e-6);
+        for (i, o) in frame.offload.iter().enumerate() {
+            let bits = o.bytes as f64 * 8.0;
+            // A stream the link cannot carry every frame only builds a queue that delays the
+            // next frames, a cost the per-frame expectation does not see (the base layer stays).
+            if i > 0 && bits * fps > self.sustain * rate {
+                break;
+            }
+            let at_rate = offload_result_at(ctx, o, backlog, rate);
+            // Only options that arrive in time with `margin_s` to spare at the conservative
+            // rate are candidates (the base layer always is): the expectation then trades
+            // accuracy against the risk and the energy of the larger ones.
+            if i > 0 && at_rate + self.margin_s > frame.deadline {
+                continue;
+            }
+            let transfer = (backlog + bits) / rate;
+            // Time the link may take for backlog + this frame: what remains of the budget.
+            let allowed = frame.deadline - (at_rate - transfer);
+            let p = if allowed <= 0.0 {
+                0.0
+            } else {
+                phi((rate - (backlog + bits) / allowed) / std)
+            };
+            let start = at_rate - transfer - ctx.estimates.rtt_or(ctx.default_rtt) - o.server_time
+                + backlog / rate;
+            let radio_j = ctx
+                .radio
+                .predict_uplink_j(ctx.radio_state, start, bits, bits / rate);
+            let eu =
+                o.accuracy * p - u.miss_penalty * (1.0 - p) - w * (o.device_energy_j + radio_j);
+            if eu > best_off.0 {
+                best_off = (eu, o.layers);
+            }
+        }
+
+        let r = ctx.radio;
+        let switch_j = r.promotion_s * r.promotion_w + r.tail_s * r.tail_w;
+        let margin =
+            self.hysteresis * w * switch_j * ctx.frame_interval / r.tail_s.max(ctx.frame_interval);
+        let go_offload = if self.offloading {
+            best_off.0 + margin >= local
+        } else {
+            best_off.0 > local + margin
+        };
+        self.offloading = go_offload && best_off.1 > 0;
+        if self.offloading {
+            Decision::Offload { layers: best_off.1 }
+        } else {
+            Decision::Local
+        }
+    }
+
+    fn observe(&mut self, now: f64, observation: &Observation) {
+        self.backlog.observe(now, observation);
+    }
+}
