@@ -1,5 +1,6 @@
 //! Trains the Fashion-MNIST model exactly as `offload train` does (same library call), for
-//! machines where only this crate is built: `train_fmnist <data dir> <out dir>`.
+//! machines where only this crate is built:
+//! `train_fmnist <data dir> <out dir> [stage-1 images] [stage-2 images] [stage-3 images]`.
 
 use std::path::PathBuf;
 

@@ -22,6 +22,7 @@ pub mod hyperprior;
 pub mod init;
 pub mod layer;
 pub mod manifest;
+pub mod measure;
 pub mod model;
 pub mod save;
 pub mod split;

@@ -167,28 +167,62 @@ impl SplitModel {
         Ok(self.network.encoder().forward(&x, false)?)
     }
 
+    /// Device stage 2, one layer: quantises layer `index` of F into symbols.
+    pub fn quantise_layer(
+        &self,
+        features: &Tensor,
+        index: usize,
+    ) -> Result<LayerSymbols, ModelError> {
+        let layer = self.network.layers().get(index).ok_or_else(|| {
+            ModelError::Frame(format!(
+                "layer {index} of a {}-layer model",
+                self.num_layers()
+            ))
+        })?;
+        let q = layer.quantise(features, Z_RANGE)?;
+        let scales = q.scales.flatten_all()?.to_vec1::<f32>()?;
+        Ok(LayerSymbols {
+            z: to_i32(&q.z_hat)?,
+            y: to_i32(&q.y_symbols)?,
+            indices: self.gaussian.scale_indices(&scales),
+        })
+    }
+
     /// Device stage 2: quantises the first `layers` layers of F into symbols.
     pub fn quantise_layers(
         &self,
         features: &Tensor,
         layers: usize,
     ) -> Result<Vec<LayerSymbols>, ModelError> {
-        let layers = layers.min(self.num_layers());
-        self.network.layers()[..layers]
-            .iter()
-            .map(|layer| {
-                let q = layer.quantise(features, Z_RANGE)?;
-                let scales = q.scales.flatten_all()?.to_vec1::<f32>()?;
-                Ok(LayerSymbols {
-                    z: to_i32(&q.z_hat)?,
-                    y: to_i32(&q.y_symbols)?,
-                    indices: self.gaussian.scale_indices(&scales),
-                })
-            })
+        (0..layers.min(self.num_layers()))
+            .map(|i| self.quantise_layer(features, i))
             .collect()
     }
 
-    /// Device stage 3: entropy-codes quantised layers into records.
+    /// Device stage 3, one layer: entropy-codes layer `index`'s symbols into its record.
+    pub fn code_layer(
+        &self,
+        symbols: &LayerSymbols,
+        index: usize,
+    ) -> Result<LayerRecord, ModelError> {
+        let spec = self.spec.layers.get(index).ok_or_else(|| {
+            ModelError::Frame(format!(
+                "layer {index} of a {}-layer model",
+                self.num_layers()
+            ))
+        })?;
+        Ok(LayerRecord::encode(
+            index as u16,
+            spec,
+            self.prior(index),
+            &self.gaussian,
+            &symbols.z,
+            &symbols.y,
+            &symbols.indices,
+        )?)
+    }
+
+    /// Device stage 3: entropy-codes quantised layers (base first) into a frame.
     pub fn code_layers(
         &self,
         symbols: &[LayerSymbols],
@@ -197,17 +231,7 @@ impl SplitModel {
         let records = symbols
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                LayerRecord::encode(
-                    i as u16,
-                    &self.spec.layers[i],
-                    self.prior(i),
-                    &self.gaussian,
-                    &s.z,
-                    &s.y,
-                    &s.indices,
-                )
-            })
+            .map(|(i, s)| self.code_layer(s, i))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EncodedFrame {
             header: FrameHeader::new(&self.spec, frame_id),
