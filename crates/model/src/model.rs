@@ -119,7 +119,7 @@ impl Network {
 /// Pixels (B × 784 bytes) → (1, B, 28, 28) f32 in [0, 1], the encoder's input layout.
 pub fn images_to_tensor(pixels: &[u8], device: &Device) -> Result<Tensor> {
     let n = IMAGE_SIDE * IMAGE_SIDE;
-    if pixels.is_empty() || pixels.len() % n != 0 {
+    if pixels.is_empty() || !pixels.len().is_multiple_of(n) {
         candle_core::bail!(
             "{} pixel bytes is not a whole number of 28×28 images",
             pixels.len()
