@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use offload_cli::TraceSchedule;
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_transport::emulator::{
     CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, EmulatorStats, LinkConfig,
@@ -52,23 +53,6 @@ pub struct Args {
     /// Log the relay's counters this often, seconds.
     #[arg(long, default_value_t = 5.0)]
     pub stats_every_s: f64,
-}
-
-/// A bandwidth trace as the emulator's capacity schedule.
-struct TraceSchedule(Trace);
-
-impl CapacitySchedule for TraceSchedule {
-    fn capacity_at(&self, t: f64) -> f64 {
-        self.0.capacity_at(t)
-    }
-
-    fn bits_between(&self, t0: f64, t1: f64) -> f64 {
-        self.0.bits_between(t0, t1)
-    }
-
-    fn transfer_end(&self, start: f64, bits: f64) -> Option<f64> {
-        self.0.transfer_end(start, bits)
-    }
 }
 
 fn load_trace(path: &Path) -> anyhow::Result<Trace> {
