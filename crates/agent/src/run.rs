@@ -372,20 +372,27 @@ impl<M: DeviceModel> OffloadTask<M> {
             .and_then(|reply| parse(&reply).map(|p| (reply, p)))
         {
             Ok((reply, pred)) => {
-                let delivered: u64 = reply.receipts.iter().map(|r| r.bytes).sum();
-                if let Some(s) = reply.train_sample.or(reply.end_to_end_sample) {
-                    let dt = (s.end - s.start).max(1e-6);
-                    observations.push((
-                        now,
-                        Observation::Delivered {
-                            frame,
-                            sample: RateSample {
-                                start: now - dt,
-                                end: now,
-                                bytes: s.bytes,
-                            },
-                        },
-                    ));
+                // Bytes the server received: the codec header and the complete layers (record
+                // length prefixes count as the transport's, like packet headers).
+                let delivered = self.header.codec_header.len() as u64
+                    + reply
+                        .receipts
+                        .iter()
+                        .map(|r| r.bytes.saturating_sub(4))
+                        .sum::<u64>();
+                // The frame's delivery time as the server saw it, from the first byte of its
+                // stream to the last byte of its last layer: transmission and queueing without
+                // the propagation delay. A frame that fits in a packet or two arrives in well
+                // under a millisecond; the 1 ms floor makes that a lower bound on the rate
+                // rather than an infinite one.
+                if let Some(last) = reply.receipts.last() {
+                    let dt = last.last_byte.max(1e-3);
+                    let sample = RateSample {
+                        start: now - dt,
+                        end: now,
+                        bytes: delivered,
+                    };
+                    observations.push((now, Observation::Delivered { frame, sample }));
                 }
                 observations.push((
                     now,

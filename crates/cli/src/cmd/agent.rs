@@ -41,10 +41,10 @@ pub struct Args {
     /// Folder of the trained model.
     #[arg(long, default_value = "models/fmnist")]
     model: PathBuf,
-    /// The model's profile (accuracy per layer count, device power); default: the model's own
-    /// `profile.toml`.
-    #[arg(long)]
-    profile: Option<PathBuf>,
+    /// The model's profile (accuracy per layer count, device power), as `offload profile`
+    /// writes it.
+    #[arg(long, default_value = "profiles/fmnist.toml")]
+    profile: PathBuf,
     /// Policy preset or policy .toml file.
     #[arg(long, default_value = "deadline-aware")]
     policy: String,
@@ -67,7 +67,7 @@ pub struct Args {
 /// Loads the model, its profile and `n` labelled test images.
 pub fn load_inputs(
     model_dir: &Path,
-    profile: Option<&Path>,
+    profile_path: &Path,
     data: &Path,
     n: usize,
 ) -> anyhow::Result<(Arc<SplitModel>, Profile, Vec<(Vec<u8>, Option<u32>)>)> {
@@ -75,8 +75,7 @@ pub fn load_inputs(
         SplitModel::load(model_dir)
             .with_context(|| format!("loading model {}", model_dir.display()))?,
     );
-    let profile_path = profile.map_or_else(|| model_dir.join("profile.toml"), Path::to_path_buf);
-    let profile = Profile::load(&profile_path).with_context(|| {
+    let profile = Profile::load(profile_path).with_context(|| {
         format!(
             "the model's profile {} (write it with `offload profile`)",
             profile_path.display()
@@ -124,12 +123,8 @@ pub fn write_outputs(
 
 /// Runs `offload agent`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (model, profile, inputs) = load_inputs(
-        &args.model,
-        args.profile.as_deref(),
-        &args.data,
-        args.frames,
-    )?;
+    let (model, profile, inputs) =
+        load_inputs(&args.model, &args.profile, &args.data, args.frames)?;
     let sim = args.settings.to_config()?;
     let token = super::serve::token(args.token.as_deref(), args.token_file.as_deref())?;
     let trust = match (&args.fingerprint, &args.ca) {

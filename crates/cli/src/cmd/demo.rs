@@ -26,9 +26,9 @@ pub struct Args {
     /// Folder of the trained model.
     #[arg(long, default_value = "models/fmnist")]
     model: PathBuf,
-    /// Profile of the model (default: the model's own profile.toml).
-    #[arg(long)]
-    profile: Option<PathBuf>,
+    /// Profile of the model, as `offload profile` writes it.
+    #[arg(long, default_value = "profiles/fmnist.toml")]
+    profile: PathBuf,
     /// Uplink trace for the emulator. Default: a step down generated from the model's profile —
     /// room for every layer for the first half, for about two layers in the second.
     #[arg(long)]
@@ -56,8 +56,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let sim = args.settings.to_config()?;
     let frames = (args.seconds * sim.fps).round().max(1.0) as usize;
-    let (model, profile, inputs) =
-        load_inputs(&args.model, args.profile.as_deref(), &args.data, frames)?;
+    let (model, profile, inputs) = load_inputs(&args.model, &args.profile, &args.data, frames)?;
     let trace = match &args.trace {
         Some(p) => Trace::load(p, &LoadOptions::default())
             .with_context(|| format!("reading {}", p.display()))?,
