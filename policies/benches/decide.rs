@@ -22,7 +22,11 @@ fn frame(i: u64) -> FrameOptions {
         frame: i,
         captured_at: t,
         deadline: t + 0.2,
-        local: LocalOption { accuracy: 0.74, device_time: 0.15, energy_j: 0.375 },
+        local: LocalOption {
+            accuracy: 0.74,
+            device_time: 0.15,
+            energy_j: 0.375,
+        },
         offload,
     }
 }
@@ -44,7 +48,9 @@ fn decide(c: &mut Criterion) {
         });
     }
     // Decision plus one delivery sample, the pattern of a real run.
-    let policy = offload_policies::preset("throughput-rule").expect("preset").build();
+    let policy = offload_policies::preset("throughput-rule")
+        .expect("preset")
+        .build();
     let mut controller = Controller::new(ControllerConfig::default(), policy);
     let frames: Vec<FrameOptions> = (0..64).map(frame).collect();
     let mut i = 0u64;
@@ -52,7 +58,11 @@ fn decide(c: &mut Criterion) {
         b.iter(|| {
             let f = &frames[(i & 63) as usize];
             let t = i as f64 / 30.0;
-            let sample = RateSample { start: t, end: t + 0.01, bytes: 2000 + (i % 7) * 100 };
+            let sample = RateSample {
+                start: t,
+                end: t + 0.01,
+                bytes: 2000 + (i % 7) * 100,
+            };
             controller.observe(t + 0.02, Observation::Delivered { frame: i, sample });
             i += 1;
             black_box(controller.decide(t + 0.025, f))
