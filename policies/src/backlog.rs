@@ -32,7 +32,9 @@ impl BacklogModel {
         }
     }
 
-    /// The backlog (bits) ahead of a new frame at `ctx.now`, draining at `rate_bps` from now on.
+    /// The backlog (bits) ahead of a new frame at `ctx.now`, draining at `rate_bps` from now on
+    /// (the mean estimate: the queue's past drain is best described by the mean, while the
+    /// margin for the future belongs to the planning rate).
     pub fn bits(&mut self, ctx: &Context<'_>, rate_bps: f64) -> f64 {
         self.drain(ctx.now);
         self.rate_bps = rate_bps.max(0.0);

@@ -58,7 +58,7 @@ impl Policy for DeadlineAware {
             return Decision::Local;
         };
         let rate = est.lower(self.z).max(1.0);
-        let backlog = self.backlog.bits(ctx, rate);
+        let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
         let fps = 1.0 / ctx.frame_interval.max(1e-6);
         let fits = frame.offload.iter().rev().find(|o| {
             o.bytes as f64 * 8.0 * fps <= self.sustain * rate

@@ -100,7 +100,7 @@ impl Policy for EnergyAware {
         };
         let rate = est.lower(self.z).max(1.0);
         let std = est.std_bps.max(self.min_std_fraction * est.bps);
-        let backlog = self.backlog.bits(ctx, rate);
+        let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
 
         // Local, valued per frame of the CPU time it takes.
         let dropped = f64::from(frames_dropped_by_local(ctx, frame));

@@ -125,7 +125,7 @@ impl Policy for Mpc {
             return Decision::Local;
         };
         let rate = est.lower(self.z).max(1.0);
-        let backlog = self.backlog.bits(ctx, rate);
+        let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
         let rtt = ctx.estimates.rtt_or(ctx.default_rtt);
         let w = ctx.utility.energy_weight(ctx.device.effective_battery());
         let start = Model {
