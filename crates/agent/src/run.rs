@@ -121,22 +121,22 @@ pub async fn run_agent<M: DeviceModel>(
             if let Some(load) = cpu.sample() {
                 controller.observe(t, Observation::CpuLoad { load });
             }
-            if let Some(c) = &client {
-                if let Some(p) = c.path_stats().await {
-                    controller.observe(t, Observation::Rtt { rtt: p.rtt });
-                    let (lost, sent, events) = last_loss;
-                    controller.observe(
-                        t,
-                        Observation::Loss {
-                            lost: p.lost_packets.saturating_sub(lost),
-                            sent: p.sent_packets.saturating_sub(sent),
-                        },
-                    );
-                    for _ in events..p.congestion_events {
-                        controller.observe(t, Observation::CongestionEvent);
-                    }
-                    last_loss = (p.lost_packets, p.sent_packets, p.congestion_events);
+            if let Some(c) = &client
+                && let Some(p) = c.path_stats().await
+            {
+                controller.observe(t, Observation::Rtt { rtt: p.rtt });
+                let (lost, sent, events) = last_loss;
+                controller.observe(
+                    t,
+                    Observation::Loss {
+                        lost: p.lost_packets.saturating_sub(lost),
+                        sent: p.sent_packets.saturating_sub(sent),
+                    },
+                );
+                for _ in events..p.congestion_events {
+                    controller.observe(t, Observation::CongestionEvent);
                 }
+                last_loss = (p.lost_packets, p.sent_packets, p.congestion_events);
             }
         }
         if (i as usize) + 1 < n && t >= captured + interval {
