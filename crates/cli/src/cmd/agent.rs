@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use offload_agent::run::LabelledInput;
 use offload_agent::{AgentConfig, battery};
 use offload_cli::SplitDevice;
 use offload_controller::Profile;
@@ -64,13 +65,16 @@ pub struct Args {
     settings: SimSettings,
 }
 
+/// What the agent runs on: the model, its profile and labelled test images.
+pub type Loaded = (Arc<SplitModel>, Profile, Vec<LabelledInput<Vec<u8>>>);
+
 /// Loads the model, its profile and `n` labelled test images.
 pub fn load_inputs(
     model_dir: &Path,
     profile_path: &Path,
     data: &Path,
     n: usize,
-) -> anyhow::Result<(Arc<SplitModel>, Profile, Vec<(Vec<u8>, Option<u32>)>)> {
+) -> anyhow::Result<Loaded> {
     let model = Arc::new(
         SplitModel::load(model_dir)
             .with_context(|| format!("loading model {}", model_dir.display()))?,
