@@ -1,6 +1,6 @@
 //! Energy-aware expected-utility maximisation with radio-tail hysteresis.
 
-use offload_controller::{Context, Decision, FrameOptions, Observation, Policy};
+use offload_controller::{Context, Decision, FrameOptions, Observation, Policy, RadioState};
 
 use crate::backlog::BacklogModel;
 use crate::probe::Prober;
@@ -140,9 +140,18 @@ impl Policy for EnergyAware {
             };
             let start = at_rate - transfer - ctx.estimates.rtt_or(ctx.default_rtt) - o.server_time
                 + backlog / rate;
-            let radio_j = ctx
-                .radio
-                .predict_uplink_j(ctx.radio_state, start, bits, bits / rate);
+            // From an idle radio the promotion and the new tail are paid once per burst, not
+            // by this frame alone: they are the switching cost the hysteresis margin below
+            // charges. Per frame, a burst costs its active energy plus one frame interval of
+            // tail, which is what the prediction gives for a radio that was active one frame ago.
+            let state = if ctx.radio.needs_promotion(ctx.radio_state, start) {
+                RadioState {
+                    last_active_end: Some(start - ctx.frame_interval),
+                }
+            } else {
+                *ctx.radio_state
+            };
+            let radio_j = ctx.radio.predict_uplink_j(&state, start, bits, bits / rate);
             let eu =
                 o.accuracy * p - u.miss_penalty * (1.0 - p) - w * (o.device_energy_j + radio_j);
             if eu > best_off.0 {
