@@ -116,6 +116,10 @@ fn jpeg_point(model: &SplitModel, test: &Dataset, quality: u8) -> anyhow::Result
 }
 
 fn plot(path: &Path, rate: &RateAccuracy, jpeg: &[JpegPoint]) -> anyhow::Result<()> {
+    // Text layout needs a font even for SVG: the harness registers the system's DejaVu Sans.
+    if !offload_sim::harness::plot::register_font() {
+        anyhow::bail!("no font for the plot's labels (install fonts-dejavu-core)");
+    }
     let ours: Vec<(f64, f64)> = (0..rate.accuracy.len())
         .map(|k| (mean_bytes(rate, k), 100.0 * rate.accuracy[k]))
         .collect();
