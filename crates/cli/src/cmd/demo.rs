@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value = "profiles/fmnist.toml")]
     profile: PathBuf,
     /// Uplink trace for the emulator. Default: a step down generated from the model's profile —
-    /// room for every layer for the first half, for about two layers in the second.
+    /// room for every layer in the first half, for little more than the base layer in the second.
     #[arg(long)]
     trace: Option<PathBuf>,
     /// Multiply the trace's capacity by this factor.
@@ -63,12 +63,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => {
             let bits_per_frame = |k: usize| profile.layers[k].bytes_median * 8.0 * sim.fps;
             let all = bits_per_frame(profile.layers.len() - 1);
-            let two = bits_per_frame(1.min(profile.layers.len() - 1));
+            let one = bits_per_frame(0);
             // Packet headers (QUIC, UDP, IP) weigh a lot on frames this small: allow for them.
             offload_sim::trace::generate::step(
                 "demo-step-down",
-                3.0 * all + 200e3,
-                1.5 * two + 60e3,
+                4.0 * all + 300e3,
+                1.2 * one + 40e3,
                 args.seconds / 2.0,
                 args.seconds,
             )?
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let one_way = sim.link.rtt_s / 2.0;
         emu.uplink = LinkConfig {
             delay: one_way,
-            queue_bytes: 64 * 1024,
+            queue_bytes: 16 * 1024,
             ..LinkConfig::default()
         };
         emu.downlink = LinkConfig {
