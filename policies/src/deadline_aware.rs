@@ -49,13 +49,9 @@ impl Policy for DeadlineAware {
     }
 
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
-        match self.prober.check(ctx) {
-            Some(true) => return Decision::Offload { layers: 1 },
-            Some(false) => return Decision::Local,
-            None => {}
-        }
-        let Some(est) = ctx.estimates.throughput else {
-            return Decision::Local;
+        let est = match self.prober.fresh_estimate(ctx) {
+            Ok(est) => est,
+            Err(decision) => return decision,
         };
         let rate = est.lower(self.z).max(1.0);
         let backlog = self.backlog.bits(ctx, est.bps.max(1.0));

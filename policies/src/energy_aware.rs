@@ -78,19 +78,12 @@ impl Policy for EnergyAware {
     }
 
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
-        match self.prober.check(ctx) {
-            Some(true) => {
-                self.offloading = true;
-                return Decision::Offload { layers: 1 };
+        let est = match self.prober.fresh_estimate(ctx) {
+            Ok(est) => est,
+            Err(decision) => {
+                self.offloading = decision != Decision::Local;
+                return decision;
             }
-            Some(false) => {
-                self.offloading = false;
-                return Decision::Local;
-            }
-            None => {}
-        }
-        let Some(est) = ctx.estimates.throughput else {
-            return Decision::Local;
         };
         let u = ctx.utility;
         let w = if ctx.device.charging {

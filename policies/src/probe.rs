@@ -1,6 +1,6 @@
 //! When to send the base layer just to learn the link again.
 
-use offload_controller::Context;
+use offload_controller::{Context, Decision, Estimate};
 
 /// Rate-limited probing: with no throughput sample for `after_s`, send the base layer, at most
 /// once per `after_s`. A policy that only ran locally would never learn that the link recovered,
@@ -20,21 +20,17 @@ impl Prober {
         }
     }
 
-    /// Whether the estimate is missing or stale; `Some(true)` = probe now, `Some(false)` = stale
-    /// but a probe went out recently (do not trust the estimate), `None` = the estimate is fresh.
-    pub fn check(&mut self, ctx: &Context<'_>) -> Option<bool> {
-        let stale = ctx
-            .estimates
-            .throughput
-            .is_none_or(|e| e.age(ctx.now) > self.after_s);
-        if !stale {
-            return None;
-        }
-        if ctx.now - self.last_probe >= self.after_s {
-            self.last_probe = ctx.now;
-            Some(true)
-        } else {
-            Some(false)
+    /// The throughput estimate to plan with, or, when it is missing or stale, the decision to
+    /// take instead: the base layer as a probe (at most once per `after_s`), otherwise local
+    /// execution until the probe's answer arrives.
+    pub fn fresh_estimate(&mut self, ctx: &Context<'_>) -> Result<Estimate, Decision> {
+        match ctx.estimates.throughput {
+            Some(e) if e.age(ctx.now) <= self.after_s => Ok(e),
+            _ if ctx.now - self.last_probe >= self.after_s => {
+                self.last_probe = ctx.now;
+                Err(Decision::Offload { layers: 1 })
+            }
+            _ => Err(Decision::Local),
         }
     }
 }
