@@ -11,9 +11,8 @@ use offload_agent::{AgentConfig, battery};
 use offload_cli::SplitDevice;
 use offload_controller::Profile;
 use offload_model::{Dataset, Split, SplitModel};
-use offload_sim::battery::BatteryConfig;
 use offload_sim::output::{FramesCsv, RunReport, write_json};
-use offload_sim::{FrameRecord, Summary};
+use offload_sim::{FrameRecord, SimConfig, Summary};
 use offload_transport::{AgentClient, ClientConfig, Fingerprint, ServerTrust};
 
 use super::common::SimSettings;
@@ -97,6 +96,18 @@ pub fn load_inputs(
     Ok((model, profile, inputs))
 }
 
+/// The agent's settings from a simulation configuration and the model's profile, so that a
+/// live run and a simulated one use the same frame rate, deadline and controller.
+pub fn agent_config(sim: &SimConfig, profile: &Profile) -> AgentConfig {
+    AgentConfig {
+        fps: sim.fps,
+        deadline: Duration::from_secs_f64(sim.deadline_s),
+        controller: sim.controller.clone(),
+        profile: profile.clone(),
+        sensor_interval: Duration::from_secs(1),
+    }
+}
+
 /// Writes the agent's records and summary like the simulator's.
 pub fn write_outputs(
     out: &Path,
@@ -138,20 +149,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let policy = offload_policies::load_preset(&args.policy)?.build();
     let policy_name = policy.name().to_owned();
-    let config = AgentConfig {
-        fps: sim.fps,
-        deadline: Duration::from_secs_f64(sim.deadline_s),
-        controller: sim.controller.clone(),
-        profile: profile.clone(),
-        sensor_interval: Duration::from_secs(1),
-    };
-    let battery = battery::open(
-        &args.sysfs_root,
-        BatteryConfig {
-            start_level: sim.battery.start_level,
-            ..sim.battery
-        },
-    );
+    let config = agent_config(&sim, &profile);
+    let battery = battery::open(&args.sysfs_root, sim.battery);
     let runtime = tokio::runtime::Runtime::new()?;
     let (records, summary) = runtime.block_on(async {
         let client = match AgentClient::connect(

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use offload_agent::{AgentConfig, SimulatedBattery};
+use offload_agent::SimulatedBattery;
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
-use offload_sim::battery::BatteryConfig;
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_transport::emulator::{
     CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, LinkConfig,
@@ -17,7 +16,7 @@ use offload_transport::{
     AgentClient, AuthToken, ClientConfig, EdgeServer, ServerIdentity, ServerLimits, ServerTrust,
 };
 
-use super::agent::{load_inputs, print_summary, write_outputs};
+use super::agent::{agent_config, load_inputs, print_summary, write_outputs};
 use super::common::SimSettings;
 
 /// Arguments of `offload demo`.
@@ -87,14 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let policy = offload_policies::load_preset(&args.policy)?.build();
     let policy_name = policy.name().to_owned();
-    let config = AgentConfig {
-        fps: sim.fps,
-        deadline: Duration::from_secs_f64(sim.deadline_s),
-        controller: sim.controller.clone(),
-        profile: profile.clone(),
-        sensor_interval: Duration::from_secs(1),
-    };
-    let battery = Box::new(SimulatedBattery::new(BatteryConfig { ..sim.battery }));
+    let config = agent_config(&sim, &profile);
+    let battery = Box::new(SimulatedBattery::new(sim.battery));
     let runtime = tokio::runtime::Runtime::new()?;
     let (records, summary, server_stats) = runtime.block_on(async {
         let identity = ServerIdentity::generate(&["localhost"])?;
