@@ -13,6 +13,7 @@ pub mod config;
 pub mod conv;
 pub mod data;
 pub mod decoder;
+pub mod detector;
 pub mod density;
 pub mod encoder;
 pub mod error;

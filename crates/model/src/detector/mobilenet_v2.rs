@@ -1,0 +1,213 @@
+//! MobileNetV2 (depth multiplier 1) as the TF object detection API's SSD feature extractor builds
+//! it, split at the stride-16 stage.
+//!
+//! The device half ([`MobileNetV2Encoder`]) runs the stem and inverted-residual blocks 0–12 and
+//! ends in one 96×19×19 tensor (for a 300×300 input): the only tensor that crosses the split. The
+//! server half ([`MobileNetV2Tail`]) runs blocks 13–16 and `Conv_1`; it exposes block 13's
+//! expansion (576×19×19) and `Conv_1` (1280×10×10), the first two SSD feature maps.
+
+use candle_core::Tensor;
+
+use super::conv::{Activation, SameConv};
+use super::depthwise::DepthwiseConv;
+use super::error::DetectorError;
+use super::weights::WeightFile;
+
+/// TF scope of the backbone's layers.
+pub const SCOPE: &str = "FeatureExtractor/MobilenetV2";
+/// Channels of the split tensor (output of block 12).
+pub const SPLIT_CHANNELS: usize = 96;
+/// Last block of the device half.
+pub const SPLIT_BLOCK: usize = 12;
+
+/// One inverted-residual block: (expansion factor, output channels, stride of its depthwise
+/// layer), for blocks `expanded_conv`, `expanded_conv_1`, … `expanded_conv_16`.
+const BLOCKS: [(usize, usize, usize); 17] = [
+    (1, 16, 1),
+    (6, 24, 2),
+    (6, 24, 1),
+    (6, 32, 2),
+    (6, 32, 1),
+    (6, 32, 1),
+    (6, 64, 2),
+    (6, 64, 1),
+    (6, 64, 1),
+    (6, 64, 1),
+    (6, 96, 1),
+    (6, 96, 1),
+    (6, 96, 1),
+    (6, 160, 2),
+    (6, 160, 1),
+    (6, 160, 1),
+    (6, 320, 1),
+];
+/// Channels of the stem convolution `Conv`.
+const STEM_CHANNELS: usize = 32;
+/// Channels of `Conv_1`, the last backbone layer.
+const LAST_CHANNELS: usize = 1280;
+
+fn block_scope(index: usize) -> String {
+    if index == 0 {
+        format!("{SCOPE}/expanded_conv")
+    } else {
+        format!("{SCOPE}/expanded_conv_{index}")
+    }
+}
+
+/// An inverted residual: 1×1 expansion (absent when the factor is 1), depthwise 3×3, linear 1×1
+/// projection, and a skip connection when the block keeps shape.
+#[derive(Debug, Clone)]
+pub struct InvertedResidual {
+    expand: Option<SameConv>,
+    depthwise: DepthwiseConv,
+    project: SameConv,
+    residual: bool,
+}
+
+impl InvertedResidual {
+    fn load(file: &WeightFile, index: usize, cin: usize) -> Result<Self, DetectorError> {
+        let (factor, cout, stride) = BLOCKS[index];
+        let scope = block_scope(index);
+        let hidden = cin * factor;
+        let expand = if factor == 1 {
+            None
+        } else {
+            Some(file.conv_bn(
+                &format!("{scope}/expand"),
+                1,
+                1,
+                cin,
+                hidden,
+                Activation::Relu6,
+            )?)
+        };
+        let depthwise = file.depthwise_bn(&format!("{scope}/depthwise"), stride, hidden)?;
+        let project = file.conv_bn(
+            &format!("{scope}/project"),
+            1,
+            1,
+            hidden,
+            cout,
+            Activation::Linear,
+        )?;
+        Ok(Self {
+            expand,
+            depthwise,
+            project,
+            residual: stride == 1 && cin == cout,
+        })
+    }
+
+    /// The expansion's output (the input itself when the block does not expand).
+    pub fn expand(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.expand {
+            Some(conv) => conv.forward(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// Depthwise and projection on an expanded tensor; `x` is the block's input, for the skip.
+    pub fn finish(&self, x: &Tensor, expanded: &Tensor) -> candle_core::Result<Tensor> {
+        let d = self.depthwise.forward(expanded)?;
+        if self.residual {
+            self.project.forward_residual(&d, x)
+        } else {
+            self.project.forward(&d)
+        }
+    }
+
+    /// The whole block on a (C, H, W) tensor.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let e = self.expand(x)?;
+        self.finish(x, &e)
+    }
+}
+
+/// Device half: stem convolution and blocks 0–12, image (3, 300, 300) → (96, 19, 19).
+#[derive(Debug, Clone)]
+pub struct MobileNetV2Encoder {
+    stem: SameConv,
+    blocks: Vec<InvertedResidual>,
+}
+
+impl MobileNetV2Encoder {
+    /// Loads `Conv` and `expanded_conv` … `expanded_conv_12`.
+    pub fn load(file: &WeightFile) -> Result<Self, DetectorError> {
+        let stem = file.conv_bn(
+            &format!("{SCOPE}/Conv"),
+            3,
+            2,
+            3,
+            STEM_CHANNELS,
+            Activation::Relu6,
+        )?;
+        let mut blocks = Vec::with_capacity(SPLIT_BLOCK + 1);
+        let mut cin = STEM_CHANNELS;
+        for index in 0..=SPLIT_BLOCK {
+            blocks.push(InvertedResidual::load(file, index, cin)?);
+            cin = BLOCKS[index].1;
+        }
+        Ok(Self { stem, blocks })
+    }
+
+    /// Runs the device half on a normalised (3, H, W) image.
+    pub fn forward(&self, image: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.stem.forward(image)?;
+        for block in &self.blocks {
+            x = block.forward(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Server half of the backbone: blocks 13–16 and `Conv_1`.
+#[derive(Debug, Clone)]
+pub struct MobileNetV2Tail {
+    blocks: Vec<InvertedResidual>,
+    last: SameConv,
+}
+
+/// The two SSD feature maps the backbone itself provides.
+#[derive(Debug, Clone)]
+pub struct BackboneFeatures {
+    /// Block 13's expansion, `expanded_conv_13/expand/Relu6` (576, 19, 19): SSD map 0.
+    pub stride16: Tensor,
+    /// `Conv_1/Relu6` (1280, 10, 10): SSD map 1.
+    pub stride32: Tensor,
+}
+
+impl MobileNetV2Tail {
+    /// Loads `expanded_conv_13` … `expanded_conv_16` and `Conv_1`.
+    pub fn load(file: &WeightFile) -> Result<Self, DetectorError> {
+        let mut blocks = Vec::new();
+        let mut cin = SPLIT_CHANNELS;
+        for (index, &(_, cout, _)) in BLOCKS.iter().enumerate().skip(SPLIT_BLOCK + 1) {
+            blocks.push(InvertedResidual::load(file, index, cin)?);
+            cin = cout;
+        }
+        let last = file.conv_bn(
+            &format!("{SCOPE}/Conv_1"),
+            1,
+            1,
+            cin,
+            LAST_CHANNELS,
+            Activation::Relu6,
+        )?;
+        Ok(Self { blocks, last })
+    }
+
+    /// Runs the server half on the split tensor.
+    pub fn forward(&self, split: &Tensor) -> candle_core::Result<BackboneFeatures> {
+        let (first, rest) = self
+            .blocks
+            .split_first()
+            .ok_or_else(|| candle_core::Error::Msg("backbone tail has no blocks".into()))?;
+        let stride16 = first.expand(split)?;
+        let mut x = first.finish(split, &stride16)?;
+        for block in rest {
+            x = block.forward(&x)?;
+        }
+        let stride32 = self.last.forward(&x)?;
+        Ok(BackboneFeatures { stride16, stride32 })
+    }
+}
