@@ -28,7 +28,7 @@
 use offload_controller::{Context, Decision, FrameOptions, Policy, Profile};
 use serde::{Deserialize, Serialize};
 
-use crate::frames::FrameSizes;
+use crate::frames::{FrameSizes, FrameSource};
 use crate::simulator::{RunSetup, SimConfig, SimState};
 use crate::trace::Trace;
 
@@ -104,8 +104,21 @@ pub fn plan(
     oracle: &OracleConfig,
     seeds: &[&[u8]],
 ) -> Plan {
+    let sizes = FrameSizes::new(profile, config.seed);
+    plan_with(trace, profile, sizes, config, oracle, seeds)
+}
+
+/// [`plan`] with the frames' sizes from `sizes`, which must yield the sequence
+/// `FrameSizes::new(profile, config.seed)` yields (e.g. a shared [`crate::frames::FrameTable`]).
+pub fn plan_with(
+    trace: &Trace,
+    profile: &Profile,
+    mut sizes: impl FrameSource,
+    config: &SimConfig,
+    oracle: &OracleConfig,
+    seeds: &[&[u8]],
+) -> Plan {
     let setup = RunSetup::new(trace, profile, config);
-    let mut sizes = FrameSizes::new(profile, config.seed);
     let mut options = FrameOptions::default();
     let n_actions = profile.layers.len().min(usize::from(u8::MAX)) + 1;
     let width = oracle.width.max(1);
@@ -127,7 +140,7 @@ pub fn plan(
 
     for i in 0..setup.n_frames {
         let frame_sizes = sizes.next_frame();
-        setup.fill_options(profile, i, frame_sizes, &mut options);
+        setup.refill_options(profile, i, frame_sizes, &mut options);
         let next_capture = setup.captured(i + 1);
         let key_of = |s: &SimState| -> u64 {
             let link = ((s.link_free_at() - next_capture).max(0.0) / bucket).min(65535.0) as u64;

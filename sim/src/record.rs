@@ -107,15 +107,16 @@ impl SummaryBuilder {
     /// The summary of the frames added.
     pub fn finish(mut self) -> Summary {
         let n = self.frames.max(1) as f64;
-        self.latencies.sort_by(f64::total_cmp);
+        let latency_p50 = select_percentile(&mut self.latencies, 0.50);
+        let latency_p95 = select_percentile(&mut self.latencies, 0.95);
         Summary {
             frames: self.frames,
             utility: self.utility / n,
             accuracy: self.accuracy / n,
             deadline_miss_rate: self.missed as f64 / n,
             skipped_rate: self.skipped as f64 / n,
-            latency_p50: percentile(&self.latencies, 0.50),
-            latency_p95: percentile(&self.latencies, 0.95),
+            latency_p50,
+            latency_p95,
             energy_per_frame_j: self.energy / n,
             bytes_per_frame: self.bytes as f64 / n,
             offload_fraction: self.offloaded as f64 / n,
@@ -127,6 +128,17 @@ impl SummaryBuilder {
             battery_end: self.battery_end,
         }
     }
+}
+
+/// Nearest-rank percentile of unsorted `values` (0 when empty), the same value as
+/// [`percentile`] gives on them sorted; reorders `values` (a selection, not a sort).
+pub fn select_percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let rank = (p.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize;
+    let index = rank.saturating_sub(1).min(values.len() - 1);
+    *values.select_nth_unstable_by(index, f64::total_cmp).1
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).

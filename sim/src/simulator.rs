@@ -17,8 +17,7 @@
 //! ([`crate::oracle`]) clones it to explore decision sequences. Both run the very same step code,
 //! so a schedule the oracle finds scores exactly the same when [`simulate`] replays it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use offload_controller::{
@@ -28,7 +27,7 @@ use offload_controller::{
 use serde::{Deserialize, Serialize};
 
 use crate::battery::{Battery, BatteryConfig};
-use crate::frames::FrameSizes;
+use crate::frames::{FrameSizes, FrameSource};
 use crate::link::{Link, LinkConfig};
 use crate::record::{FrameRecord, Summary, SummaryBuilder};
 use crate::trace::Trace;
@@ -88,64 +87,35 @@ impl ObservationSink for () {
     fn push(&mut self, _at: f64, _observation: Observation) {}
 }
 
-/// Observations waiting for the moment the agent learns them.
+/// Observations waiting for the moment the agent learns them, in the order the agent learns
+/// them: by time, and in push order among equal times.
+///
+/// A queue kept sorted by inserting from the back: observations are mostly pushed in time
+/// order and only a handful wait at once, so a push moves past one or two entries at most,
+/// far cheaper than a binary heap's sift for the same (time, push order) sequence.
 #[derive(Default)]
 struct Pending {
-    heap: BinaryHeap<Reverse<(Time, u64)>>,
-    items: Vec<Option<Observation>>,
-    free: Vec<usize>,
-    seq: u64,
-}
-
-/// A time with a total order, for the heap.
-struct Time(f64);
-impl PartialEq for Time {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.total_cmp(&other.0).is_eq()
-    }
-}
-impl Eq for Time {}
-impl PartialOrd for Time {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Time {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
+    queue: VecDeque<(f64, Observation)>,
 }
 
 impl ObservationSink for Pending {
+    #[inline]
     fn push(&mut self, at: f64, obs: Observation) {
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.items[i] = Some(obs);
-                i
-            }
-            None => {
-                self.items.push(Some(obs));
-                self.items.len() - 1
-            }
-        };
-        // Sequence in the high bits keeps equal-time observations in insertion order.
-        self.heap
-            .push(Reverse((Time(at), (self.seq << 20) | slot as u64)));
-        self.seq += 1;
+        let mut index = self.queue.len();
+        while index > 0 && self.queue[index - 1].0.total_cmp(&at).is_gt() {
+            index -= 1;
+        }
+        self.queue.insert(index, (at, obs));
     }
 }
 
 impl Pending {
+    #[inline]
     fn pop_until(&mut self, now: f64) -> Option<(f64, Observation)> {
-        let Reverse((Time(at), key)) = self.heap.peek()?;
-        if *at > now {
-            return None;
+        match self.queue.front() {
+            Some(&(at, _)) if at <= now => self.queue.pop_front(),
+            _ => None,
         }
-        let at = *at;
-        let slot = (*key & ((1 << 20) - 1)) as usize;
-        self.heap.pop();
-        self.free.push(slot);
-        self.items[slot].take().map(|o| (at, o))
     }
 }
 
@@ -216,6 +186,30 @@ impl RunSetup {
         }
         options.local.device_time *= self.slowdown;
         options.local.energy_j *= self.slowdown;
+    }
+
+    /// Like [`Self::fill_options`], for an `options` that already holds an earlier frame of the
+    /// same run filled by this setup: only what changes between frames (number, capture time,
+    /// deadline, sizes) is rewritten, which gives the same values as filling it afresh.
+    #[inline]
+    pub fn refill_options(
+        &self,
+        profile: &Profile,
+        i: u64,
+        sizes: &[u64],
+        options: &mut FrameOptions,
+    ) {
+        if options.offload.len() != sizes.len() || options.offload.len() != profile.layers.len() {
+            self.fill_options(profile, i, sizes, options);
+            return;
+        }
+        let captured = self.captured(i);
+        options.frame = i;
+        options.captured_at = captured;
+        options.deadline = captured + self.deadline_s;
+        for (o, &bytes) in options.offload.iter_mut().zip(sizes) {
+            o.bytes = bytes;
+        }
     }
 }
 
@@ -438,12 +432,26 @@ pub fn simulate(
     profile: &Profile,
     policy: Box<dyn Policy>,
     config: &SimConfig,
+    on_frame: impl FnMut(&FrameRecord),
+) -> Summary {
+    let sizes = FrameSizes::new(profile, config.seed);
+    simulate_with(trace, profile, sizes, policy, config, on_frame)
+}
+
+/// [`simulate`] with the frames' sizes taken from `sizes`, which must yield the sequence
+/// `FrameSizes::new(profile, config.seed)` yields (e.g. a [`crate::frames::FrameTable`] drawn
+/// once and shared by every policy run on the same trace) for the results to be the same.
+pub fn simulate_with(
+    trace: &Trace,
+    profile: &Profile,
+    mut sizes: impl FrameSource,
+    policy: Box<dyn Policy>,
+    config: &SimConfig,
     mut on_frame: impl FnMut(&FrameRecord),
 ) -> Summary {
     let mut controller = Controller::new(config.controller.clone(), policy);
     let setup = RunSetup::new(trace, profile, config);
     let mut state = SimState::new(trace, config);
-    let mut sizes = FrameSizes::new(profile, config.seed);
     let mut pending = Pending::default();
     let mut options = FrameOptions::default();
     let mut summary = SummaryBuilder::default();
@@ -523,7 +531,7 @@ pub fn simulate(
         while let Some((at, obs)) = pending.pop_until(decided_at) {
             controller.observe(at, obs);
         }
-        setup.fill_options(profile, i, frame_sizes, &mut options);
+        setup.refill_options(profile, i, frame_sizes, &mut options);
         let decision = controller.decide(decided_at, &options);
         let estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
         let out = state.commit(&setup, &options, decided_at, decision, &mut pending);

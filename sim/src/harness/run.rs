@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use super::discover::TraceFile;
 use crate::bound::upper_bound;
-use crate::oracle::{OracleConfig, Replay, plan};
+use crate::frames::FrameTable;
+use crate::oracle::{OracleConfig, Replay, plan_with};
 use crate::record::Summary;
-use crate::simulator::{SimConfig, simulate};
+use crate::simulator::{RunSetup, SimConfig, simulate_with};
 use crate::trace::{LoadOptions, Trace, TraceError};
 
 /// A policy to evaluate: its report name and how to build a fresh instance for each run.
@@ -236,6 +237,14 @@ pub enum EvalError {
     },
 }
 
+/// One online policy's run on one trace.
+struct PolicyRun {
+    summary: Summary,
+    hist: LatencyHistogram,
+    schedule: Vec<u8>,
+    points: Vec<SeriesPoint>,
+}
+
 struct JobOut {
     rows: Vec<Row>,
     latencies: Vec<LatencyHistogram>,
@@ -293,59 +302,97 @@ fn job(
     };
     let config = &setting.config;
     let record_series = inputs.series_trace == Some(ti) && si == 0;
+    let keep = inputs.oracle.is_some();
+    // Sizes are drawn once per trace and setting and shared by every policy and the oracle.
+    let table = FrameTable::new(
+        inputs.profile,
+        config.seed,
+        RunSetup::new(&trace, inputs.profile, config).n_frames,
+    );
+    // The policies of one trace run in parallel too, so a long trace does not keep one thread
+    // busy alone at the end of the sweep; results come back in policy order.
+    let runs: Vec<PolicyRun> = inputs
+        .policies
+        .par_iter()
+        .map(|p| {
+            let t = Instant::now();
+            let mut hist = LatencyHistogram::default();
+            let mut schedule = Vec::new();
+            let mut points = Vec::new();
+            if keep {
+                schedule.reserve_exact(table.len());
+            }
+            let summary = simulate_with(
+                &trace,
+                inputs.profile,
+                table.cursor(),
+                (p.build)(),
+                config,
+                |r| {
+                    if let Some(l) = r.latency {
+                        hist.add(l);
+                    }
+                    if keep {
+                        schedule.push(r.layers.min(255) as u8);
+                    }
+                    if record_series && r.captured_at < SERIES_S {
+                        points.push(SeriesPoint {
+                            t: r.captured_at,
+                            capacity_bps: r.capacity_bps,
+                            estimate_bps: r.estimate_bps,
+                            layers: r.layers,
+                        });
+                    }
+                },
+            );
+            clock
+                .online
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            clock.frames.fetch_add(summary.frames, Ordering::Relaxed);
+            PolicyRun {
+                summary,
+                hist,
+                schedule,
+                points,
+            }
+        })
+        .collect();
     let mut rows = Vec::with_capacity(inputs.policies.len() + 1);
     let mut latencies = Vec::with_capacity(inputs.policies.len() + 1);
     let mut schedules: Vec<Vec<u8>> = Vec::new();
     let mut series = Vec::new();
-    for p in inputs.policies {
-        let t = Instant::now();
-        let mut hist = LatencyHistogram::default();
-        let mut schedule = Vec::new();
-        let mut points = Vec::new();
-        let keep = inputs.oracle.is_some();
-        let summary = simulate(&trace, inputs.profile, (p.build)(), config, |r| {
-            if let Some(l) = r.latency {
-                hist.add(l);
-            }
-            if keep {
-                schedule.push(r.layers.min(255) as u8);
-            }
-            if record_series && r.captured_at < SERIES_S {
-                points.push(SeriesPoint {
-                    t: r.captured_at,
-                    capacity_bps: r.capacity_bps,
-                    estimate_bps: r.estimate_bps,
-                    layers: r.layers,
-                });
-            }
-        });
-        clock
-            .online
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        clock.frames.fetch_add(summary.frames, Ordering::Relaxed);
-        rows.push(row(file, &trace, &p.name, setting, &summary));
-        latencies.push(hist);
+    for (p, run) in inputs.policies.iter().zip(runs) {
+        rows.push(row(file, &trace, &p.name, setting, &run.summary));
+        latencies.push(run.hist);
         if keep {
-            schedules.push(schedule);
+            schedules.push(run.schedule);
         }
         if record_series {
             series.push(Series {
                 trace: file.name.clone(),
                 policy: p.name.clone(),
-                points,
+                points: run.points,
             });
         }
     }
     if let Some(oracle) = inputs.oracle {
         let t = Instant::now();
         let seeds: Vec<&[u8]> = schedules.iter().map(Vec::as_slice).collect();
-        let plan = plan(&trace, inputs.profile, config, &oracle, &seeds);
+        let plan = plan_with(
+            &trace,
+            inputs.profile,
+            table.cursor(),
+            config,
+            &oracle,
+            &seeds,
+        );
         let mut hist = LatencyHistogram::default();
         let mut points = Vec::new();
         let mut replayed = 0.0;
-        let summary = simulate(
+        let summary = simulate_with(
             &trace,
             inputs.profile,
+            table.cursor(),
             Box::new(Replay::new(plan.schedule)),
             config,
             |r| {
@@ -439,14 +486,26 @@ pub fn evaluate(inputs: &EvalInputs<'_>) -> Result<EvalOutput, EvalError> {
         oracle: &oracle,
         bound: &bound,
     };
-    let results: Vec<_> = jobs
+    // Longest traces first (file size stands for length), so that no long job starts last
+    // and runs alone; the results are put back in input order.
+    let mut by_size: Vec<usize> = (0..jobs.len()).collect();
+    let sizes: Vec<u64> = inputs
+        .traces
+        .iter()
+        .map(|t| std::fs::metadata(&t.path).map_or(0, |m| m.len()))
+        .collect();
+    by_size.sort_by_key(|&j| std::cmp::Reverse(sizes[jobs[j].0]));
+    let mut indexed: Vec<(usize, _)> = by_size
         .par_iter()
-        .map(|&(t, s)| {
+        .map(|&j| {
+            let (t, s) = jobs[j];
             let r = job(inputs, t, s, &clock);
             bar.inc(1);
-            r.map(|ok| (s, ok))
+            (j, r.map(|ok| (s, ok)))
         })
         .collect();
+    indexed.sort_by_key(|(j, _)| *j);
+    let results = indexed.into_iter().map(|(_, r)| r);
     bar.finish_and_clear();
     let n_policies = inputs.policies.len() + usize::from(inputs.oracle.is_some());
     let mut out = EvalOutput {
