@@ -125,7 +125,10 @@ mod tests {
             };
             assert_eq!(specs.len(), scales.len());
             for (&(s, r), (&ws, &wr)) in specs.iter().zip(scales.iter().zip(ratios)) {
-                assert!((s - ws).abs() < 1e-5 && (r - wr).abs() < 1e-9, "layer {layer}: {s},{r}");
+                assert!(
+                    (s - ws).abs() < 1e-5 && (r - wr).abs() < 1e-9,
+                    "layer {layer}: {s},{r}"
+                );
             }
         }
         let grids = [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)];

@@ -37,8 +37,8 @@ impl DepthwiseConv {
                 bias.len()
             );
         }
-        if stride == 0 {
-            bail!("depthwise: stride 0");
+        if stride == 0 || stride > 2 {
+            bail!("depthwise: stride {stride} is not supported (1 or 2)");
         }
         Ok(Self {
             weight,
@@ -81,53 +81,83 @@ impl DepthwiseConv {
         x.contiguous()?.apply_op1_no_bwd(self)
     }
 
-    fn channel(
-        &self,
-        ci: usize,
-        src: &[f32],
-        h: usize,
-        w: usize,
-        rows: SamePadding,
-        cols: SamePadding,
-        dst: &mut [f32],
-    ) {
-        let s = self.stride;
-        let wo = cols.out_len;
+    /// One channel: `padded` is the zero-padded plane (`pad_rows` rows of `pad_width`), laid out
+    /// for unit-stride taps (see [`pad_plane`]); `dst` the (Ho, Wo) output plane.
+    fn channel(&self, ci: usize, padded: &[f32], pad_width: usize, wo: usize, dst: &mut [f32]) {
         let k = &self.weight[ci * KERNEL * KERNEL..(ci + 1) * KERNEL * KERNEL];
-        dst.fill(self.bias[ci]);
-        let x_ranges: [std::ops::Range<usize>; KERNEL] =
-            std::array::from_fn(|kx| cols.valid_outputs(w, s, kx));
-        for ky in 0..KERNEL {
-            for oy in rows.valid_outputs(h, s, ky) {
-                let iy = oy * s + ky - rows.before;
-                let src_row = &src[iy * w..(iy + 1) * w];
-                let dst_row = &mut dst[oy * wo..(oy + 1) * wo];
-                for (kx, range) in x_ranges.iter().enumerate() {
-                    let tap = k[ky * KERNEL + kx];
-                    if range.is_empty() {
-                        continue;
-                    }
-                    if s == 1 {
-                        // Contiguous on both sides: the compiler vectorises this.
-                        let offset = range.start + kx - cols.before;
-                        let src_part = &src_row[offset..offset + range.len()];
-                        for (d, &v) in dst_row[range.clone()].iter_mut().zip(src_part) {
-                            *d += tap * v;
-                        }
-                    } else {
-                        for ox in range.clone() {
-                            dst_row[ox] += tap * src_row[ox * s + kx - cols.before];
-                        }
-                    }
-                }
-            }
-        }
-        if self.activation != Activation::Linear {
-            for v in dst.iter_mut() {
-                *v = self.activation.apply(*v);
+        let bias = self.bias[ci];
+        // Column offsets of the three taps inside a padded row: stride 1 reads the row shifted
+        // by 0, 1, 2; stride 2 reads the even half at 0 and 1 and the odd half at 0.
+        let taps = if self.stride == 1 {
+            [0, 1, 2]
+        } else {
+            let odd = wo + 1;
+            [0, odd, 1]
+        };
+        for (oy, out) in dst.chunks_exact_mut(wo).enumerate() {
+            let row = |ky: usize| &padded[(oy * self.stride + ky) * pad_width..][..pad_width];
+            let (r0, r1, r2) = (row(0), row(1), row(2));
+            let [a0, b0, c0] = taps.map(|t| &r0[t..t + wo]);
+            let [a1, b1, c1] = taps.map(|t| &r1[t..t + wo]);
+            let [a2, b2, c2] = taps.map(|t| &r2[t..t + wo]);
+            for i in 0..wo {
+                let v = bias
+                    + k[0] * a0[i]
+                    + k[1] * b0[i]
+                    + k[2] * c0[i]
+                    + k[3] * a1[i]
+                    + k[4] * b1[i]
+                    + k[5] * c1[i]
+                    + k[6] * a2[i]
+                    + k[7] * b2[i]
+                    + k[8] * c2[i];
+                out[i] = self.activation.apply(v);
             }
         }
     }
+}
+
+/// Copies one (H, W) plane into `padded` with TF `SAME` zero padding so that every output reads
+/// its 3×3 window without bounds checks. For stride 2 each padded row is stored deinterleaved —
+/// its `wo + 1` even columns, then its `wo` odd columns — so the taps read contiguous runs.
+/// Returns the padded row width.
+fn pad_plane(
+    src: &[f32],
+    h: usize,
+    w: usize,
+    stride: usize,
+    rows: SamePadding,
+    cols: SamePadding,
+    padded: &mut Vec<f32>,
+) -> usize {
+    let pad_rows = (rows.out_len - 1) * stride + KERNEL;
+    let pad_cols = (cols.out_len - 1) * stride + KERNEL;
+    padded.clear();
+    padded.resize(pad_rows * pad_cols, 0.0);
+    let half = cols.out_len + 1;
+    for y in 0..h {
+        let py = y + rows.before;
+        if py >= pad_rows {
+            break;
+        }
+        let dst = &mut padded[py * pad_cols..(py + 1) * pad_cols];
+        let src_row = &src[y * w..(y + 1) * w];
+        for (x, &v) in src_row.iter().enumerate() {
+            let px = x + cols.before;
+            if px >= pad_cols {
+                break;
+            }
+            let at = if stride == 1 {
+                px
+            } else if px.is_multiple_of(2) {
+                px / 2
+            } else {
+                half + px / 2
+            };
+            dst[at] = v;
+        }
+    }
+    pad_cols
 }
 
 impl CustomOp1 for DepthwiseConv {
@@ -138,12 +168,18 @@ impl CustomOp1 for DepthwiseConv {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout, self.name())?;
         let (c, h, w) = layout.shape().dims3()?;
+        if self.stride > 2 {
+            bail!("depthwise: stride {} is not supported", self.stride);
+        }
         let rows = SamePadding::new(h, KERNEL, self.stride);
         let cols = SamePadding::new(w, KERNEL, self.stride);
         let plane_out = rows.out_len * cols.out_len;
         let mut out = vec![0f32; c * plane_out];
+        let mut padded = Vec::new();
         for (ci, dst) in out.chunks_exact_mut(plane_out).enumerate() {
-            self.channel(ci, &x[ci * h * w..(ci + 1) * h * w], h, w, rows, cols, dst);
+            let src = &x[ci * h * w..(ci + 1) * h * w];
+            let pad_width = pad_plane(src, h, w, self.stride, rows, cols, &mut padded);
+            self.channel(ci, &padded, pad_width, cols.out_len, dst);
         }
         Ok((
             CpuStorage::F32(out),

@@ -143,9 +143,9 @@ impl MobileNetV2Encoder {
         )?;
         let mut blocks = Vec::with_capacity(SPLIT_BLOCK + 1);
         let mut cin = STEM_CHANNELS;
-        for index in 0..=SPLIT_BLOCK {
+        for (index, &(_, cout, _)) in BLOCKS.iter().enumerate().take(SPLIT_BLOCK + 1) {
             blocks.push(InvertedResidual::load(file, index, cin)?);
-            cin = BLOCKS[index].1;
+            cin = cout;
         }
         Ok(Self { stem, blocks })
     }

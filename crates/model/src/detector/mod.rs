@@ -18,6 +18,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod error;
 pub mod extras;
+pub mod labels;
 pub mod mobilenet_v2;
 pub mod nms;
 pub mod preprocess;
