@@ -90,30 +90,58 @@ impl ObservationSink for () {
 /// Observations waiting for the moment the agent learns them, in the order the agent learns
 /// them: by time, and in push order among equal times.
 ///
-/// A queue kept sorted by inserting from the back: observations are mostly pushed in time
-/// order and only a handful wait at once, so a push moves past one or two entries at most,
-/// far cheaper than a binary heap's sift for the same (time, push order) sequence.
+/// Two queues, each kept sorted by insertion from the back, merged when popping by (time, push
+/// number): the agent's own sends and battery readings (learnt about now) in one, the server's
+/// reports and frame completions (learnt about a round trip or a deadline later) in the other.
+/// Within each, pushes come almost in time order, so a push moves past one entry at most;
+/// in a single queue every send would have to pass the reports of all frames in flight, and a
+/// binary heap sifts on every push and pop.
 #[derive(Default)]
 struct Pending {
-    queue: VecDeque<(f64, Observation)>,
+    lanes: [VecDeque<(f64, u64, Observation)>; 2],
+    seq: u64,
 }
 
 impl ObservationSink for Pending {
     #[inline]
     fn push(&mut self, at: f64, obs: Observation) {
-        let mut index = self.queue.len();
-        while index > 0 && self.queue[index - 1].0.total_cmp(&at).is_gt() {
+        let lane = match obs {
+            Observation::Sent { .. } | Observation::Battery { .. } => 0,
+            _ => 1,
+        };
+        let queue = &mut self.lanes[lane];
+        let seq = self.seq;
+        self.seq += 1;
+        let mut index = queue.len();
+        while index > 0 && queue[index - 1].0.total_cmp(&at).is_gt() {
             index -= 1;
         }
-        self.queue.insert(index, (at, obs));
+        if index == queue.len() {
+            queue.push_back((at, seq, obs));
+        } else {
+            queue.insert(index, (at, seq, obs));
+        }
     }
 }
 
 impl Pending {
     #[inline]
     fn pop_until(&mut self, now: f64) -> Option<(f64, Observation)> {
-        match self.queue.front() {
-            Some(&(at, _)) if at <= now => self.queue.pop_front(),
+        let first = |q: &VecDeque<(f64, u64, Observation)>| q.front().map(|e| (e.0, e.1));
+        let lane = match (first(&self.lanes[0]), first(&self.lanes[1])) {
+            (None, None) => return None,
+            (Some(_), None) => 0,
+            (None, Some(_)) => 1,
+            (Some((ta, sa)), Some((tb, sb))) => {
+                if ta.total_cmp(&tb).then(sa.cmp(&sb)).is_le() {
+                    0
+                } else {
+                    1
+                }
+            }
+        };
+        match self.lanes[lane].front() {
+            Some(&(at, _, _)) if at <= now => self.lanes[lane].pop_front().map(|e| (e.0, e.2)),
             _ => None,
         }
     }
