@@ -37,6 +37,8 @@ enum Command {
     Emulate(cmd::emulate::Args),
     /// Start server, emulator and agent on loopback and show a run end to end.
     Demo(cmd::demo::Args),
+    /// Run the SSD-MobileNetV2 COCO detector (candle) on images and print the detections.
+    Detect(cmd::detect::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(a) => cmd::agent::run(a),
         Command::Emulate(a) => cmd::emulate::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Detect(a) => cmd::detect::run(a),
     }
 }

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod common;
 pub mod demo;
+pub mod detect;
 pub mod emulate;
 pub mod eval;
 pub mod profile;
