@@ -6,7 +6,7 @@ use crate::data::{IMAGE_SIDE, NUM_CLASSES};
 
 /// Architecture of a [`crate::SplitModel`]; saved in the manifest so a model file carries its shape.
 ///
-/// Shapes (Fashion-MNIST defaults): image 1×28×28 → task encoder → features F = 16×14×14.
+/// Shapes (Fashion-MNIST defaults): image 1×28×28 → task encoder → features F = 32×14×14.
 /// Layer 0: 5×5 stride-2 conv → `layer_channels[0]`×7×7; layers 1.. : 1×1 convs →
 /// `layer_channels[i]`×14×14. Each layer's hyper-latent z has `z_channels` channels at a quarter
 /// of its latent side, rounded up (2×2 for layer 0, 4×4 for the others).
@@ -31,8 +31,8 @@ impl ModelConfig {
     /// The Fashion-MNIST model that `offload train` builds.
     pub fn fmnist() -> Self {
         Self {
-            encoder_channels: [8, 16],
-            decoder_channels: [32, 32],
+            encoder_channels: [16, 32],
+            decoder_channels: [32, 64],
             layer_channels: vec![2, 1, 1, 2, 2, 4],
             hyper_channels: 8,
             z_channels: 2,

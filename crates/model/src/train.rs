@@ -33,6 +33,10 @@ pub struct TrainConfig {
     pub learning_rates: [f64; 3],
     /// λ_k (per bit per image) for k = 1..N layers.
     pub lambdas: Vec<f64>,
+    /// Train a single-rate (non-scalable) model: stages 2 and 3 optimise only the full layer
+    /// count N instead of every k = 1..N. The baseline the scalable model is judged against.
+    #[serde(default)]
+    pub single_rate: bool,
 }
 
 impl TrainConfig {
@@ -41,9 +45,10 @@ impl TrainConfig {
         Self {
             seed: 17,
             batch_size: 128,
-            stage_images: [45_000, 12_000, 6_000],
+            stage_images: [160_000, 24_000, 16_000],
             learning_rates: [3e-3, 1.5e-3, 1e-3],
-            lambdas: geometric_lambdas(2e-3, 0.6, ModelConfig::fmnist().num_layers()),
+            lambdas: geometric_lambdas(2e-4, 0.6, ModelConfig::fmnist().num_layers()),
+            single_rate: false,
         }
     }
 
@@ -55,6 +60,7 @@ impl TrainConfig {
             stage_images: [256, 128, 64],
             learning_rates: [3e-3, 1e-3, 1e-3],
             lambdas: geometric_lambdas(2e-3, 0.6, ModelConfig::tiny().num_layers()),
+            single_rate: false,
         }
     }
 }
@@ -176,13 +182,20 @@ pub fn train(
                 }
                 2 => {
                     let f = network.encoder().forward(&x, true)?;
-                    stage2_loss(&network, &f, &y, &recipe.lambdas, &mut |d| {
-                        noise(d, &mut rng)
-                    })?
+                    stage2_loss(
+                        &network,
+                        &f,
+                        &y,
+                        &recipe.lambdas,
+                        recipe.single_rate,
+                        &mut |d| noise(d, &mut rng),
+                    )?
                 }
                 _ => {
                     let f = network.encoder().forward(&x, false)?.detach();
-                    stage3_loss(&network, &f, &y, &mut |d| noise(d, &mut rng))?
+                    stage3_loss(&network, &f, &y, recipe.single_rate, &mut |d| {
+                        noise(d, &mut rng)
+                    })?
                 }
             };
             opt.backward_step(&loss)?;
@@ -226,15 +239,18 @@ fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 
 type Noise<'a> = dyn FnMut(&[usize]) -> Result<Tensor> + 'a;
 
-/// Stage 2: mean over k of CE_k + λ_k·bits_k, plus the local path's CE, over N + 1 terms.
+/// Stage 2: mean over k of CE_k + λ_k·bits_k, plus the local path's CE, over N + 1 terms
+/// (over 2 terms, local and k = N, when `single_rate`).
 fn stage2_loss(
     net: &Network,
     features: &Tensor,
     labels: &Tensor,
     lambdas: &[f64],
+    single_rate: bool,
     noise: &mut Noise,
 ) -> Result<(Tensor, Option<f64>)> {
     let n = net.layers().len();
+    let terms = if single_rate { 2 } else { n + 1 };
     let mut sum: Option<Tensor> = None;
     let mut bits: Option<Tensor> = None;
     let mut total = cross_entropy(
@@ -252,6 +268,9 @@ fn stage2_loss(
             Some(b) => (b + layer_bits)?,
             None => layer_bits,
         });
+        if single_rate && k + 1 < n {
+            continue;
+        }
         let (Some(s), Some(rate)) = (&sum, &bits) else {
             unreachable!("both set above")
         };
@@ -265,7 +284,7 @@ fn stage2_loss(
         Some(b) => f64::from(b.to_scalar::<f32>()?),
         None => 0.0,
     };
-    Ok(((total / (n + 1) as f64)?, Some(all_bits)))
+    Ok(((total / terms as f64)?, Some(all_bits)))
 }
 
 /// Stage 3: the decoders alone on frozen (detached, inference-mode) codec outputs.
@@ -273,9 +292,11 @@ fn stage3_loss(
     net: &Network,
     features: &Tensor,
     labels: &Tensor,
+    single_rate: bool,
     noise: &mut Noise,
 ) -> Result<(Tensor, Option<f64>)> {
     let n = net.layers().len();
+    let terms = if single_rate { 2 } else { n + 1 };
     let mut total = cross_entropy(
         &net.decoder(DecoderKind::Local).forward(features, true)?,
         labels,
@@ -288,6 +309,9 @@ fn stage3_loss(
             Some(s) => (s + e)?,
             None => e,
         });
+        if single_rate && k + 1 < n {
+            continue;
+        }
         let Some(s) = &sum else {
             unreachable!("set above")
         };
@@ -295,7 +319,7 @@ fn stage3_loss(
         let logits = net.decoder(kind).forward(&s.relu()?, true)?;
         total = (total + cross_entropy(&logits, labels)?)?;
     }
-    Ok(((total / (n + 1) as f64)?, None))
+    Ok(((total / terms as f64)?, None))
 }
 
 /// The variables whose names start with one of `prefixes`, except batch-norm running statistics.

@@ -42,9 +42,9 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: the committed model (0.75 epoch of stage 1 on a \
-            shared machine) gives 78.11 % at k=2 but 77.86 % at k=3, and 79.81 % at k=5 but \
-            79.67 % at k=6; retrain longer, then un-ignore"]
+#[ignore = "known failure, issue 4 stays open: the committed model (2.7 epochs of stage 1, 0.4 of \
+            stage 2) gives 85.85 % at k=2 but 85.22 % at k=3 (the switch to the high-rate \
+            decoder), and 87.24 % at k=5 but 86.73 % at k=6; train stage 2 longer, then un-ignore"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -113,9 +113,9 @@ fn coded_sizes_match_the_models_rate_estimate() {
 }
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
-const LOCAL_FLOOR: f64 = 0.84;
-const BASE_FLOOR: f64 = 0.75;
-const ALL_LAYERS_FLOOR: f64 = 0.78;
+const LOCAL_FLOOR: f64 = 0.90;
+const BASE_FLOOR: f64 = 0.83;
+const ALL_LAYERS_FLOOR: f64 = 0.86;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods.
 const CODEC_TABLE_TOLERANCE: f64 = 0.05;

@@ -24,11 +24,38 @@ pub struct Args {
     /// Seed of initialisation, shuffling and quantisation noise.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Training images of stages 1, 2 and 3 (e.g. `300000,120000,60000`); default: the recipe's.
+    #[arg(long, value_delimiter = ',')]
+    pub stage_images: Option<Vec<usize>>,
+    /// Peak learning rates of stages 1, 2 and 3; default: the recipe's.
+    #[arg(long, value_delimiter = ',')]
+    pub learning_rates: Option<Vec<f64>>,
+    /// λ of the base layer (per bit per image); λ_k = first · ratio^(k−1).
+    #[arg(long)]
+    pub lambda_first: Option<f64>,
+    /// Ratio between successive λ_k.
+    #[arg(long, default_value_t = 0.6)]
+    pub lambda_ratio: f64,
+    /// Keep only the first K codec layers of the architecture.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// One task decoder for every layer count (the baseline of the two-decoder design).
+    #[arg(long)]
+    pub one_decoder: bool,
+    /// Train a single-rate model: only the full layer count, not every prefix.
+    #[arg(long)]
+    pub single_rate: bool,
+    /// Channels of the encoder's stem and of the split features F (e.g. `16,32`).
+    #[arg(long, value_delimiter = ',')]
+    pub encoder_channels: Option<Vec<usize>>,
+    /// Channels of the task decoders' two stages (e.g. `32,64`).
+    #[arg(long, value_delimiter = ',')]
+    pub decoder_channels: Option<Vec<usize>>,
 }
 
 /// Runs `offload train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (config, mut recipe, name) = if args.tiny {
+    let (mut config, mut recipe, name) = if args.tiny {
         (ModelConfig::tiny(), TrainConfig::tiny(), "tiny")
     } else {
         (ModelConfig::fmnist(), TrainConfig::fmnist(), "fmnist")
@@ -36,6 +63,79 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         recipe.seed = seed;
     }
+    let lengths = [
+        (
+            "--stage-images",
+            args.stage_images.as_ref().map(Vec::len),
+            3,
+        ),
+        (
+            "--learning-rates",
+            args.learning_rates.as_ref().map(Vec::len),
+            3,
+        ),
+        (
+            "--encoder-channels",
+            args.encoder_channels.as_ref().map(Vec::len),
+            2,
+        ),
+        (
+            "--decoder-channels",
+            args.decoder_channels.as_ref().map(Vec::len),
+            2,
+        ),
+    ];
+    for (flag, len, want) in lengths {
+        if let Some(len) = len {
+            anyhow::ensure!(
+                len == want,
+                "{flag} takes {want} comma-separated values, got {len}"
+            );
+        }
+    }
+    if let Some(v) = &args.stage_images {
+        recipe.stage_images = [v[0], v[1], v[2]];
+    }
+    if let Some(v) = &args.learning_rates {
+        recipe.learning_rates = [v[0], v[1], v[2]];
+    }
+    if let Some(v) = &args.encoder_channels {
+        config.encoder_channels = [v[0], v[1]];
+    }
+    if let Some(v) = &args.decoder_channels {
+        config.decoder_channels = [v[0], v[1]];
+    }
+    if let Some(k) = args.layers {
+        anyhow::ensure!(
+            (1..=config.num_layers()).contains(&k),
+            "--layers {k} must be in 1..={}",
+            config.num_layers()
+        );
+        config.layer_channels.truncate(k);
+        recipe.lambdas.truncate(k);
+        config.low_rate_layers = config.low_rate_layers.min(k);
+    }
+    if let Some(first) = args.lambda_first {
+        recipe.lambdas = offload_model::train::geometric_lambdas(
+            first,
+            args.lambda_ratio,
+            ModelConfig::fmnist().num_layers(),
+        );
+    }
+    if args.single_rate {
+        // A single-rate model of k layers is trained at the λ the scalable model uses for k.
+        let k = config.num_layers();
+        recipe.lambdas = vec![0.0; k - 1]
+            .into_iter()
+            .chain([recipe.lambdas[k - 1]])
+            .collect();
+        recipe.single_rate = true;
+        config.low_rate_layers = k;
+    }
+    if args.one_decoder {
+        config.low_rate_layers = config.num_layers();
+    }
+    recipe.lambdas.truncate(config.num_layers());
     tracing::info!(?config, ?recipe, "training");
     let (model, eval) = train_and_save(&args.data, &args.out, name, &config, &recipe, |s| {
         tracing::info!(
