@@ -65,6 +65,9 @@ pub enum PolicyConfig {
         hysteresis: f64,
         /// Seconds without a sample after which the base layer is sent as a probe.
         probe_after_s: f64,
+        /// Utility the policy gives a joule at a full battery; absent: the objective's.
+        #[serde(default)]
+        joule_value: Option<f64>,
     },
     /// [`QueueBola`].
     QueueBola {
@@ -103,6 +106,7 @@ impl PolicyConfig {
                 min_std_fraction,
                 hysteresis,
                 probe_after_s,
+                joule_value,
             } => Box::new(EnergyAware::new(
                 z,
                 margin_s,
@@ -110,6 +114,7 @@ impl PolicyConfig {
                 min_std_fraction,
                 hysteresis,
                 probe_after_s,
+                joule_value,
             )),
             PolicyConfig::QueueBola {
                 min_slack_s,

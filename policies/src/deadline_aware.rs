@@ -49,7 +49,7 @@ impl Policy for DeadlineAware {
     }
 
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
-        let est = match self.prober.fresh_estimate(ctx) {
+        let est = match self.prober.fresh_estimate(frame, ctx) {
             Ok(est) => est,
             Err(decision) => return decision,
         };

@@ -1,6 +1,8 @@
 //! Energy-aware expected-utility maximisation with radio-tail hysteresis.
 
-use offload_controller::{Context, Decision, FrameOptions, Observation, Policy, RadioState};
+use offload_controller::{
+    Context, Decision, FrameOptions, Observation, Policy, RadioState, Utility,
+};
 
 use crate::backlog::BacklogModel;
 use crate::probe::Prober;
@@ -33,6 +35,7 @@ pub struct EnergyAware {
     sustain: f64,
     min_std_fraction: f64,
     hysteresis: f64,
+    joule_value: Option<f64>,
     prober: Prober,
     backlog: BacklogModel,
     offloading: bool,
@@ -45,7 +48,9 @@ impl EnergyAware {
     /// `margin_s` before the deadline at that rate and whose stream at the frame rate uses at
     /// most `sustain` of it (the deadline-aware policy's test); `min_std_fraction`: the throughput uncertainty assumed at least (fraction
     /// of the estimate); `hysteresis`: multiplier of the tail-derived switching margin (1 = as derived);
-    /// `probe_after_s`: staleness that triggers a probe.
+    /// `probe_after_s`: staleness that triggers a probe; `joule_value`: the utility this policy
+    /// gives a joule at a full battery (`None`: the objective's `Utility::energy_weight_per_j`),
+    /// raised at a low battery by the objective's `low_battery_gain`.
     pub fn new(
         z: f64,
         margin_s: f64,
@@ -53,6 +58,7 @@ impl EnergyAware {
         min_std_fraction: f64,
         hysteresis: f64,
         probe_after_s: f64,
+        joule_value: Option<f64>,
     ) -> Self {
         EnergyAware {
             z: z.max(0.0),
@@ -60,6 +66,7 @@ impl EnergyAware {
             sustain: sustain.clamp(0.01, 1.0),
             min_std_fraction: min_std_fraction.max(1e-3),
             hysteresis: hysteresis.max(0.0),
+            joule_value: joule_value.map(|v| v.max(0.0)),
             prober: Prober::new(probe_after_s),
             backlog: BacklogModel::default(),
             offloading: true,
@@ -78,7 +85,7 @@ impl Policy for EnergyAware {
     }
 
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
-        let est = match self.prober.fresh_estimate(ctx) {
+        let est = match self.prober.fresh_estimate(frame, ctx) {
             Ok(est) => est,
             Err(decision) => {
                 self.offloading = decision != Decision::Local;
@@ -89,7 +96,14 @@ impl Policy for EnergyAware {
         let w = if ctx.device.charging {
             0.0
         } else {
-            u.energy_weight(ctx.device.effective_battery())
+            let objective = match self.joule_value {
+                Some(v) => Utility {
+                    energy_weight_per_j: v,
+                    ..*u
+                },
+                None => *u,
+            };
+            objective.energy_weight(ctx.device.effective_battery())
         };
         let rate = est.lower(self.z).max(1.0);
         let std = est.std_bps.max(self.min_std_fraction * est.bps);
@@ -103,8 +117,18 @@ impl Policy for EnergyAware {
         } else {
             -u.miss_penalty
         };
-        let local =
-            (local_value - w * frame.local.energy_j - dropped * u.miss_penalty) / (1.0 + dropped);
+        // While the CPU runs the local path the radio's tail keeps burning if it is warm; the
+        // next transfer pays it (the marginal tail), so it belongs to the local stretch.
+        let stretch = (1.0 + dropped) * ctx.frame_interval;
+        let tail_j = match ctx.radio_state.last_active_end {
+            Some(end) => {
+                let left = (end + ctx.radio.tail_s - ctx.now).clamp(0.0, ctx.radio.tail_s);
+                stretch.min(left) * ctx.radio.tail_w
+            }
+            None => 0.0,
+        };
+        let local = (local_value - w * (frame.local.energy_j + tail_j) - dropped * u.miss_penalty)
+            / (1.0 + dropped);
 
         // Offload: expected utility with P(in time) from the rate's uncertainty.
         let mut best_off = (f64::NEG_INFINITY, 0u32);

@@ -116,7 +116,7 @@ impl Policy for Mpc {
     }
 
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
-        let est = match self.prober.fresh_estimate(ctx) {
+        let est = match self.prober.fresh_estimate(frame, ctx) {
             Ok(est) => est,
             Err(decision) => return decision,
         };
@@ -154,6 +154,26 @@ impl Policy for Mpc {
                 if u > best.0 {
                     best = (u, first);
                 }
+            }
+        }
+        if best.1 == 0 && actions > 1 {
+            // Local makes the device drop the frames captured while it runs: a certain loss,
+            // weighed above against offload misses predicted at the conservative rate. As in
+            // the deadline-aware policy, the base layer still goes when, held over the horizon,
+            // it beats local at the mean rate.
+            let mean = est.bps.max(1.0);
+            let start = Model {
+                link_free: ctx.now + backlog / mean,
+                ..start
+            };
+            let plan = |action: usize| {
+                let mut m = start;
+                (0..self.horizon)
+                    .map(|j| Self::step(&mut m, frame, ctx, j, action, mean, rtt, w))
+                    .sum::<f64>()
+            };
+            if plan(1) > plan(0) {
+                return Decision::Offload { layers: 1 };
             }
         }
         match best.1 {

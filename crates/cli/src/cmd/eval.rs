@@ -61,6 +61,10 @@ pub struct Args {
     /// Skip the relaxation upper bound.
     #[arg(long)]
     no_bound: bool,
+    /// Leave the oracle (and the bound) out even when `--policies` is the default: measures the
+    /// online policies alone.
+    #[arg(long)]
+    no_oracle: bool,
     /// Trace (relative name, as in results.csv) whose time series is plotted; default: the
     /// first mahimahi uplink trace, else the first trace.
     #[arg(long)]
@@ -115,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.policies.clone()
     };
-    let with_oracle = names.iter().any(|n| n == "oracle");
+    let with_oracle = !args.no_oracle && names.iter().any(|n| n == "oracle");
     let mut policies = Vec::new();
     for n in names.iter().filter(|n| *n != "oracle") {
         let config = offload_policies::load_preset(n)?;
