@@ -1,7 +1,7 @@
 //! The escape (overflow) scheme: how a value outside a table's range is coded.
 //!
 //! A table covers `min_symbol ..= max_symbol`. Any other `i32` is coded as the table's escape
-//! symbol followed by a *payload* of raw (uniformly coded, "bypass") bits in the same ANS
+//! symbol followed by a *payload* of raw (uniformly coded, "bypass") bits in the same
 //! stream, in this decoding order:
 //!
 //! 1. `side`: 1 bit, 0 = below `min_symbol`, 1 = above `max_symbol`;
@@ -26,7 +26,7 @@ use crate::table::{CategoricalTable, PRECISION};
 /// Bits used to code the bit length of `excess + 1`.
 pub(crate) const LENGTH_BITS: u32 = 5;
 
-/// Largest raw chunk coded in one ANS step (must be `<= PRECISION`).
+/// Largest raw chunk coded in one coder step (must be `<= PRECISION`).
 pub(crate) const CHUNK_BITS: u32 = 16;
 
 /// The fields of an escape payload.
@@ -88,7 +88,7 @@ pub(crate) fn payload_bits(table: &CategoricalTable, value: i32) -> u32 {
     Payload::of(table, value).bits()
 }
 
-/// A uniform model over `0 .. 2^bits` for `1 <= bits <= CHUNK_BITS`: raw bits inside the ANS
+/// A uniform model over `0 .. 2^bits` for `1 <= bits <= CHUNK_BITS`: raw bits inside the
 /// stream, costing exactly `bits` bits each.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawBits {

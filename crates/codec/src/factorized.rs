@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::CodecError;
-use crate::coder::{AnsDecoder, AnsEncoder};
+use crate::coder::{RangeStreamDecoder, RangeStreamEncoder};
 use crate::table::{CategoricalTable, MAX_ALPHABET};
 
 /// A learnt pmf of one channel, over the consecutive symbols `min_symbol ..`.
@@ -127,42 +127,70 @@ impl FactorizedPrior {
         Ok(())
     }
 
-    /// Codes `z` (CHW order, `channels() × spatial` values, `spatial = H·W`); value
-    /// `z[c·spatial + i]` uses channel `c`'s table. Any `i32` is codable.
+    /// Codes `z` (CHW order, `channels() × spatial` values, `spatial = H·W`) as a stream of
+    /// its own; value `z[c·spatial + i]` uses channel `c`'s table. Any `i32` is codable.
     pub fn encode(&self, z: &[i32], spatial: usize) -> Result<Vec<u8>, CodecError> {
+        let mut encoder = RangeStreamEncoder::with_capacity(z.len());
+        self.encode_into(&mut encoder, z, spatial)?;
+        Ok(encoder.finish())
+    }
+
+    /// Codes `z` onto a stream that may carry more values after it.
+    pub(crate) fn encode_into(
+        &self,
+        encoder: &mut RangeStreamEncoder,
+        z: &[i32],
+        spatial: usize,
+    ) -> Result<(), CodecError> {
         self.check(z.len(), spatial)?;
-        let mut encoder = AnsEncoder::with_capacity(z.len());
         if spatial > 0 {
-            for (table, plane) in self.channels.iter().zip(z.chunks_exact(spatial)).rev() {
-                for &value in plane.iter().rev() {
+            for (table, plane) in self.channels.iter().zip(z.chunks_exact(spatial)) {
+                for &value in plane {
                     encoder.push(value, table)?;
                 }
             }
         }
-        Ok(encoder.finish())
+        Ok(())
     }
 
-    /// Decodes `channels() × spatial` values in CHW order. Fails (never panics) on bytes that
-    /// are not exactly such a stream.
-    pub fn decode(&self, bytes: &[u8], spatial: usize) -> Result<Vec<i32>, CodecError> {
-        let total = self
-            .channels
+    /// Number of values of a `z` with `spatial` positions per channel.
+    pub(crate) fn symbols(&self, spatial: usize) -> Result<usize, CodecError> {
+        self.channels
             .len()
             .checked_mul(spatial)
             .ok_or(CodecError::LengthMismatch {
                 what: "z (channels × spatial overflows)",
                 expected: usize::MAX,
                 actual: spatial,
-            })?;
-        let mut decoder = AnsDecoder::new(bytes, total)?;
+            })
+    }
+
+    /// Decodes `channels() × spatial` values in CHW order from a stream of their own. Fails
+    /// (never panics) on bytes that are not exactly such a stream.
+    pub fn decode(&self, bytes: &[u8], spatial: usize) -> Result<Vec<i32>, CodecError> {
+        let total = self.symbols(spatial)?;
+        let mut decoder = RangeStreamDecoder::new(bytes, total)?;
+        let out = self.decode_from(&mut decoder, spatial, 0)?;
+        decoder.finish(total)?;
+        Ok(out)
+    }
+
+    /// Decodes `z` from a stream that may carry more values after it; `first` is the position
+    /// of its first value in the stream (for errors).
+    pub(crate) fn decode_from(
+        &self,
+        decoder: &mut RangeStreamDecoder,
+        spatial: usize,
+        first: usize,
+    ) -> Result<Vec<i32>, CodecError> {
+        let total = self.symbols(spatial)?;
         let mut out = Vec::with_capacity(total);
         for table in &self.channels {
             for _ in 0..spatial {
-                let position = out.len();
+                let position = first + out.len();
                 out.push(decoder.pop(table, position)?);
             }
         }
-        decoder.finish(total)?;
         Ok(out)
     }
 

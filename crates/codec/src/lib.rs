@@ -1,4 +1,4 @@
-//! Layered learnt feature codec: entropy models, ANS coding and the versioned container.
+//! Layered learnt feature codec: entropy models, range coding and the versioned container.
 //!
 //! The features of a frame are coded as `N` ordered layers. Layer `i` has a hyper-latent `z_i`
 //! and a latent `y_i` (CompressAI's mean-scale hyperprior). This crate sees only integers:
@@ -10,7 +10,9 @@
 //!   zero-mean Gaussian picked from a fixed scale table by an integer scale index
 //!   ([`GaussianConditional::scale_index`] maps the model's predicted scale to it).
 //! * Both use [`CategoricalTable`]s (16-bit fixed-point frequencies over a symbol range plus an
-//!   escape symbol, see [`escape`]) and constriction's ANS coder, so *every* `i32` round-trips.
+//!   escape symbol, see [`escape`]) and constriction's range coder, so *every* `i32`
+//!   round-trips. A layer's `z` and `y` share one stream whose end is cut to the fewest bytes
+//!   that still decode, so a record costs its ideal code length plus about one byte.
 //! * [`container`] lays a frame out as a header and one CRC-checked record per layer; decoders
 //!   validate every field against the model they expect ([`ModelSpec`]) before allocating.
 //!
@@ -43,10 +45,10 @@
 //! let frame = decode_frame(&bytes, &spec)?;
 //! for record in &frame.layers {
 //!     let layer = &spec.layers[usize::from(record.index)];
-//!     let z = record.decode_z(layer, &prior)?;
+//!     let (z, pending) = record.decode_z(layer, &prior)?;
 //!     // ... the model runs the hyper-synthesis on z and gets the same scales ...
 //!     let indices = gaussian.scale_indices(&vec![0.7f32; layer.y.numel()]);
-//!     let y = record.decode_y(layer, &gaussian, &indices)?;
+//!     let y = pending.decode_y(&gaussian, &indices)?;
 //!     assert_eq!(z, vec![0, 1]);
 //!     assert_eq!(y.len(), layer.y.numel());
 //! }
@@ -71,7 +73,7 @@ mod table;
 
 pub use coder::{MAX_BITS_PER_SYMBOL, max_stream_bytes};
 pub use container::{
-    Frame, FrameHeader, FrameReader, LayerRecord, LayerSpec, ModelId, ModelSpec, Shape,
+    Frame, FrameHeader, FrameReader, LayerRecord, LayerSpec, ModelId, ModelSpec, PendingY, Shape,
     decode_frame, encode_frame, read_header, read_layer, write_header, write_layer,
 };
 pub use error::{CodecError, StreamKind};

@@ -56,8 +56,8 @@ fn decode_all(f: &Fixture, bytes: &[u8]) -> Result<Frame, CodecError> {
     let frame = decode_frame(bytes, &f.spec)?;
     for record in &frame.layers {
         let i = usize::from(record.index);
-        record.decode_z(&f.spec.layers[i], &f.priors[i])?;
-        record.decode_y(&f.spec.layers[i], &f.gaussian, &f.indices[i])?;
+        let (_, pending) = record.decode_z(&f.spec.layers[i], &f.priors[i])?;
+        pending.decode_y(&f.gaussian, &f.indices[i])?;
     }
     Ok(frame)
 }
@@ -78,7 +78,7 @@ fn truncation_at_every_length_is_an_error_except_at_record_boundaries() {
 fn oversized_length_fields_are_rejected_before_reading_the_payload() {
     let f = fixture();
     let record0 = f.boundaries[0];
-    for (field_offset, name) in [(4usize, "z_len"), (8, "y_len")] {
+    for (field_offset, name) in [(4usize, "stream_len")] {
         for value in [u32::MAX, 1 << 31, 1_000_000] {
             let mut bytes = f.bytes.clone();
             let at = record0 + field_offset;
@@ -156,13 +156,11 @@ proptest! {
     #[test]
     fn any_length_field_value_is_checked(
         layer in 0usize..3,
-        field in 0usize..2,
         value in any::<u32>(),
     ) {
         let f = fixture();
-        let spec = &f.spec.layers[layer];
-        let limit = if field == 0 { spec.max_z_bytes() } else { spec.max_y_bytes() };
-        let at = f.boundaries[layer] + 4 + 4 * field;
+        let limit = f.spec.layers[layer].max_stream_bytes();
+        let at = f.boundaries[layer] + 4;
         let mut bytes = f.bytes.clone();
         bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
         let result = decode_frame(&bytes, &f.spec);
@@ -188,19 +186,14 @@ proptest! {
     #[test]
     fn random_record_with_valid_lengths_never_panics(
         payload in proptest::collection::vec(any::<u8>(), 0..400),
-        z_len in 0usize..400,
     ) {
-        // A record whose lengths are legal and whose checksum matches, but whose streams are
+        // A record whose length is legal and whose checksum matches, but whose stream is
         // garbage: only the entropy decoders stand between it and the model.
         let f = fixture();
-        let z_len = z_len
-            .min(payload.len())
-            .min(f.spec.layers[0].max_z_bytes() as usize);
         let header = FrameHeader::new(&f.spec, 5);
         let record = offload_codec::LayerRecord {
             index: 0,
-            z: payload[..z_len].to_vec(),
-            y: payload[z_len..].to_vec(),
+            stream: payload.clone(),
         };
         let bytes = encode_frame(&header, &[record]).unwrap();
         prop_assert_eq!(bytes.len(), f.boundaries[0] + RECORD_HEADER_BYTES + payload.len());

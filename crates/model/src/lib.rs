@@ -25,6 +25,7 @@ pub mod layer;
 pub mod manifest;
 pub mod measure;
 pub mod model;
+pub mod pca;
 pub mod save;
 pub mod split;
 pub mod train;

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use offload_codec::{FrameHeader, LayerRecord, container::header_len};
+use offload_codec::container::{RECORD_HEADER_BYTES, header_len};
+use offload_codec::{FrameHeader, LayerRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, IMAGE_SIDE};
@@ -29,8 +30,33 @@ pub struct RateAccuracy {
     pub payload_bits: Vec<f64>,
     /// Mean bits per image the model's own likelihoods predict for the same symbols.
     pub model_bits: Vec<f64>,
+    /// The part of `model_bits` spent on the hyper-latents z.
+    pub model_z_bits: Vec<f64>,
     /// Mean bits per image the codec's quantised tables predict (its cross-entropy).
     pub codec_bits: Vec<f64>,
+    /// The part of `codec_bits` spent on the hyper-latents z.
+    pub codec_z_bits: Vec<f64>,
+    /// Bytes of the frame header (once per frame, whatever k).
+    pub frame_header_bytes: u64,
+    /// Bytes of each layer record's header (once per layer sent).
+    pub record_header_bytes: u64,
+}
+
+impl RateAccuracy {
+    /// Mean wire bytes of the first `k` layers (1-based) over all frames, headers included.
+    pub fn mean_frame_bytes(&self, k: usize) -> f64 {
+        let n = self.frame_bytes.len().max(1) as f64;
+        self.frame_bytes
+            .iter()
+            .map(|f| f.get(k.wrapping_sub(1)).copied().unwrap_or(0) as f64)
+            .sum::<f64>()
+            / n
+    }
+
+    /// Container bytes of a frame of `k` layers: the frame header and `k` record headers.
+    pub fn container_bytes(&self, k: usize) -> u64 {
+        self.frame_header_bytes + k as u64 * self.record_header_bytes
+    }
 }
 
 /// Median per-frame times of each stage, in seconds.
@@ -62,11 +88,9 @@ pub fn rate_accuracy(
     let mut correct = vec![0usize; n_layers];
     let mut local = 0usize;
     let mut frame_bytes = Vec::with_capacity(data.len());
-    let (mut payload, mut model_bits, mut codec_bits) = (
-        vec![0f64; n_layers],
-        vec![0f64; n_layers],
-        vec![0f64; n_layers],
-    );
+    let zeros = || vec![0f64; n_layers];
+    let (mut payload, mut model_bits, mut codec_bits) = (zeros(), zeros(), zeros());
+    let (mut model_z, mut codec_z) = (zeros(), zeros());
     let px = IMAGE_SIDE * IMAGE_SIDE;
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch.max(1)).min(data.len());
@@ -80,7 +104,9 @@ pub fn rate_accuracy(
         for (i, layer) in net.layers().iter().enumerate() {
             let q = layer.quantise(&f, Z_RANGE)?;
             let (yb, zb) = layer.estimated_bits(&q)?;
-            model_bits[i] += f64::from((yb + zb)?.sum_all()?.to_scalar::<f32>()?);
+            let zb = f64::from(zb.sum_all()?.to_scalar::<f32>()?);
+            model_bits[i] += f64::from(yb.sum_all()?.to_scalar::<f32>()?) + zb;
+            model_z[i] += zb;
             let z = per_item(&q.z_hat)?;
             let y = per_item(&q.y_symbols)?;
             let scales = per_item_f32(&q.scales)?;
@@ -91,9 +117,10 @@ pub fn rate_accuracy(
                 let record = LayerRecord::encode(
                     i as u16, spec, prior, &gaussian, &z[item], &y[item], &indices,
                 )?;
-                payload[i] += 8.0 * (record.z.len() + record.y.len()) as f64;
-                codec_bits[i] += prior.cross_entropy_bits(&z[item], spec.z.spatial())?
-                    + gaussian.cross_entropy_bits(&y[item], &indices)?;
+                payload[i] += 8.0 * record.stream.len() as f64;
+                let zc = prior.cross_entropy_bits(&z[item], spec.z.spatial())?;
+                codec_bits[i] += zc + gaussian.cross_entropy_bits(&y[item], &indices)?;
+                codec_z[i] += zc;
                 for size in &mut sizes[item][i..] {
                     *size += record.wire_len() as u64;
                 }
@@ -120,7 +147,11 @@ pub fn rate_accuracy(
         frame_bytes,
         payload_bits: cumulative(&payload),
         model_bits: cumulative(&model_bits),
+        model_z_bits: cumulative(&model_z),
         codec_bits: cumulative(&codec_bits),
+        codec_z_bits: cumulative(&codec_z),
+        frame_header_bytes: header_bytes,
+        record_header_bytes: RECORD_HEADER_BYTES as u64,
     })
 }
 

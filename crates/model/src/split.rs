@@ -3,6 +3,7 @@
 //! model locally.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -64,6 +65,15 @@ pub struct SplitModel {
     spec: ModelSpec,
     gaussian: GaussianConditional,
     device: Device,
+    /// The files as loaded, for [`SplitModel::save`] (absent for a model built in memory).
+    files: Option<Arc<SavedFiles>>,
+}
+
+/// The exact bytes a model was loaded from.
+#[derive(Debug)]
+struct SavedFiles {
+    manifest: Vec<u8>,
+    weights: Vec<u8>,
 }
 
 impl SplitModel {
@@ -94,7 +104,7 @@ impl SplitModel {
             path: weights_path.clone(),
             message: e.to_string(),
         };
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let vb = VarBuilder::from_buffered_safetensors(weights.clone(), DType::F32, &device)
             .map_err(weights_error)?;
         let network = Network::new(&manifest.architecture, vb).map_err(weights_error)?;
         let model_id = ModelId::from_manifest(&manifest_bytes);
@@ -105,7 +115,35 @@ impl SplitModel {
             model_id,
             gaussian: GaussianConditional::default_table(),
             device,
+            files: Some(Arc::new(SavedFiles {
+                manifest: manifest_bytes,
+                weights,
+            })),
         })
+    }
+
+    /// Writes the files this model was loaded from into `dir` (created if needed), byte for
+    /// byte, so the copy has the same model id; [`SplitModel::load`] re-validates them.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        let files = self.files.as_ref().ok_or_else(|| {
+            ModelError::Frame("a model built in memory has no files to save".into())
+        })?;
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let (manifest_path, _) = model_files(dir);
+        let weights_path = manifest_path.with_file_name(&self.manifest.weights_file);
+        for (path, bytes) in [
+            (&manifest_path, &files.manifest),
+            (&weights_path, &files.weights),
+        ] {
+            std::fs::write(path, bytes).map_err(|source| ModelError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Wraps a network that is already in memory (e.g. just trained) with its manifest.
@@ -118,6 +156,7 @@ impl SplitModel {
             model_id,
             gaussian: GaussianConditional::default_table(),
             device: Device::Cpu,
+            files: None,
         }
     }
 
@@ -276,7 +315,7 @@ impl SplitModel {
             }
             let spec = &self.spec.layers[i];
             let layer = &self.network.layers()[i];
-            let z = record.decode_z(spec, self.prior(i))?;
+            let (z, pending_y) = record.decode_z(spec, self.prior(i))?;
             let z_hat = Tensor::from_vec(
                 z.iter().map(|&v| v as f32).collect::<Vec<_>>(),
                 (spec.z.channels, 1, spec.z.height, spec.z.width),
@@ -286,7 +325,7 @@ impl SplitModel {
             let indices = self
                 .gaussian
                 .scale_indices(&scales.flatten_all()?.to_vec1::<f32>()?);
-            let y = record.decode_y(spec, &self.gaussian, &indices)?;
+            let y = pending_y.decode_y(&self.gaussian, &indices)?;
             let q = Tensor::from_vec(
                 y.iter().map(|&v| v as f32).collect::<Vec<_>>(),
                 mean.dims(),

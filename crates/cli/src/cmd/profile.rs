@@ -108,16 +108,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         1e3 * times.encoder_s,
         1e3 * times.local_s
     );
-    println!("k  accuracy  median_B  payload_bits  model_bits  codec_bits  device_ms  server_ms");
+    println!(
+        "container: {} B frame header + {} B per layer record (not in payload_bits)",
+        rate.frame_header_bytes, rate.record_header_bytes
+    );
+    println!(
+        "k  accuracy  median_B  payload_bits  model_bits (z)    codec_bits (z)    payload/model  device_ms  server_ms"
+    );
     for (k, l) in profile.layers.iter().enumerate() {
         println!(
-            "{:<2} {:.4}    {:>7.0}   {:>11.1}  {:>10.1}  {:>10.1}  {:>9.3}  {:>9.3}",
+            "{:<2} {:.4}    {:>7.0}   {:>11.1}  {:>9.1} ({:>5.1}) {:>9.1} ({:>5.1}) {:>+12.2} %  {:>9.3}  {:>9.3}",
             k + 1,
             l.accuracy,
             l.bytes_median,
             rate.payload_bits[k],
             rate.model_bits[k],
+            rate.model_z_bits[k],
             rate.codec_bits[k],
+            rate.codec_z_bits[k],
+            100.0 * (rate.payload_bits[k] / rate.model_bits[k] - 1.0),
             1e3 * l.device_time_s,
             1e3 * l.server_time_s
         );

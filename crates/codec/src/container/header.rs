@@ -9,7 +9,7 @@ use crate::CodecError;
 pub const MAGIC: [u8; 4] = *b"OFFC";
 
 /// The container version this crate writes and reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Bytes of the header before the per-layer shapes.
 pub const HEADER_FIXED_BYTES: usize = 36;
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(bytes.len(), header_len(1));
         assert_eq!(bytes.len(), 52);
         assert_eq!(&bytes[0..4], b"OFFC");
-        assert_eq!(&bytes[4..6], &[1, 0]);
+        assert_eq!(&bytes[4..6], &[2, 0]);
         assert_eq!(&bytes[6..8], &[0, 0]);
         assert_eq!(&bytes[8..24], &[0xAB; 16]);
         assert_eq!(&bytes[24..32], &[8, 7, 6, 5, 4, 3, 2, 1]);
@@ -257,13 +257,16 @@ mod tests {
         };
         let mut bytes = Vec::new();
         write_header(&FrameHeader::new(&spec, 1), &mut bytes).unwrap();
-        bytes[4] = 2;
-        assert_eq!(
-            read_header(&bytes[..6], &spec),
-            Err(CodecError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            })
-        );
+        // Version 1 (the two-stream ANS records) is no longer read.
+        for old_or_future in [1u8, 3] {
+            bytes[4] = old_or_future;
+            assert_eq!(
+                read_header(&bytes[..6], &spec),
+                Err(CodecError::UnsupportedVersion {
+                    found: u16::from(old_or_future),
+                    supported: 2
+                })
+            );
+        }
     }
 }

@@ -14,5 +14,5 @@ pub use header::{
     FrameHeader, HEADER_BYTES_PER_LAYER, HEADER_FIXED_BYTES, MAGIC, MAX_DIMENSION, MAX_LAYERS,
     VERSION, header_len, read_header, write_header,
 };
-pub use record::{LayerRecord, RECORD_HEADER_BYTES, read_layer, write_layer};
+pub use record::{LayerRecord, PendingY, RECORD_HEADER_BYTES, read_layer, write_layer};
 pub use spec::{LayerSpec, ModelId, ModelSpec, Shape};

@@ -47,14 +47,9 @@ pub struct LayerSpec {
 }
 
 impl LayerSpec {
-    /// Largest legal byte length of this layer's `z` stream.
-    pub fn max_z_bytes(&self) -> u64 {
-        max_stream_bytes(self.z.numel() as u64)
-    }
-
-    /// Largest legal byte length of this layer's `y` stream.
-    pub fn max_y_bytes(&self) -> u64 {
-        max_stream_bytes(self.y.numel() as u64)
+    /// Largest byte length of this layer's stream (`z` then `y`) a decoder accepts.
+    pub fn max_stream_bytes(&self) -> u64 {
+        max_stream_bytes(self.z.numel() as u64 + self.y.numel() as u64)
     }
 }
 
