@@ -28,6 +28,7 @@ pub mod model;
 pub mod pca;
 pub mod save;
 pub mod split;
+pub mod tf_import;
 pub mod train;
 
 pub use config::ModelConfig;
