@@ -13,12 +13,14 @@ use crate::timing::{frames_dropped_by_local, local_result_at, offload_result_at}
 /// where `P` treats the throughput as Gaussian around the estimate with the estimator's
 /// uncertainty, the radio energy is the radio model's marginal energy of the transfer
 /// (`RadioModel::predict_uplink_j`: promotion and a full tail when the radio is idle, only the
-/// elapsed tail when it is warm), and `w(b)` is `Utility::energy_weight`, which grows as the
+/// elapsed tail when it is warm), and `w(b)` is `Utility::energy_weight` with the policy's own
+/// price of a joule at a full battery (`joule_value`, else the objective's), which grows as the
 /// battery runs down. The local option is valued per frame of CPU time it occupies: its result,
-/// minus the frames it makes the device drop. The candidates are those the
-/// [`crate::DeadlineAware`] test admits (plus the base layer): among them this policy trades
-/// accuracy against the risk of missing and the energy, so it never sends more layers than
-/// the deadline-aware policy would.
+/// minus the frames it makes the device drop, and the energy it spends charged with the radio
+/// tail that keeps burning meanwhile. The candidates are those the [`crate::DeadlineAware`]
+/// test admits (plus the base layer): among them this policy trades accuracy against the risk
+/// of missing and the energy, so it never sends more layers than the deadline-aware policy
+/// would.
 ///
 /// Hysteresis from the radio tail: a stretch of local frames shorter than the tail saves only
 /// the active radio power, since the tail keeps burning, and coming back after it costs a

@@ -20,6 +20,10 @@ use crate::probe::Prober;
 /// keeps a decision under a few microseconds. (Plans that send less later than now are left
 /// out: receding-horizon control re-plans every frame with the same flat forecast, so "much now,
 /// little later" would become "much every frame".) Probes with the base layer when the estimate is stale.
+///
+/// When the best plan at the conservative rate starts with local execution, the base layer is
+/// still sent if, held over the horizon, it beats local at the *mean* rate: the frames the
+/// local path makes the device drop are certain, the offload's misses only forecast.
 #[derive(Debug, Clone)]
 pub struct Mpc {
     horizon: u32,
