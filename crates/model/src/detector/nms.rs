@@ -3,6 +3,10 @@
 //! a threshold are stably sorted by score, the best `candidates_per_class` kept, and greedy NMS
 //! drops a box overlapping an already kept one by more than the IoU threshold; of all classes'
 //! survivors the `max_detections` best remain.
+//!
+//! The frozen graph's own TF post-processing differs only at the image border: it clips boxes to
+//! the image before NMS and keeps scores above 0.3. The reference the detector is tested against
+//! (OpenCV DNN on the graph's text form) does not clip, and neither does this.
 
 /// An axis-aligned box in normalised image coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
