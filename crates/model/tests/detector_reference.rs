@@ -160,6 +160,33 @@ fn compare(
     }
 }
 
+/// The differentiable server half (for distillation) must give the fast path's head outputs.
+fn check_autograd_path(detector: &Detector, rgb: &[u8], width: usize, height: usize) {
+    let x = detector.preprocess(rgb, width, height).expect("preprocess");
+    let split = detector.encode_to_split(&x).expect("encoder");
+    let fast = detector.predict_from_split(&split).expect("fast head");
+    let (boxes, logits) = detector
+        .predict_from_split_autograd(&split)
+        .expect("autograd head");
+    let boxes: Vec<f32> = boxes.flatten_all().unwrap().to_vec1().unwrap();
+    let logits: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+    let fast_boxes: Vec<f32> = fast.box_encodings.iter().flatten().copied().collect();
+    assert_eq!(boxes.len(), fast_boxes.len());
+    assert_eq!(logits.len(), fast.class_logits.len());
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let (db, dl) = (
+        worst(&boxes, &fast_boxes),
+        worst(&logits, &fast.class_logits),
+    );
+    eprintln!("autograd server half vs fast path: box encodings {db:.2e}, logits {dl:.2e}");
+    assert!(db < 1e-3 && dl < 1e-3, "autograd path differs: {db}, {dl}");
+}
+
 #[test]
 fn candle_detections_match_opencv_reference() {
     let Some(model_dir) = installed_model() else {
@@ -169,6 +196,7 @@ fn candle_detections_match_opencv_reference() {
     let fixture = fixture();
     let detector = Detector::load(&model_dir).expect("converted detector loads");
     let (mut exact, mut decoder) = (Outcome::default(), Outcome::default());
+    let mut autograd_checked = false;
     for image in &fixture.images {
         let path = cache.join(&image.file);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -191,6 +219,10 @@ fn candle_detections_match_opencv_reference() {
             .detect(rgb.as_raw(), image.width, image.height)
             .expect("detector runs");
         let same_pixels = format!("{:x}", Sha256::digest(rgb.as_raw())) == image.rgb_sha256;
+        if same_pixels && !autograd_checked {
+            check_autograd_path(&detector, rgb.as_raw(), image.width, image.height);
+            autograd_checked = true;
+        }
         let (tol, out) = if same_pixels {
             (EXACT, &mut exact)
         } else {

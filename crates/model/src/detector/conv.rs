@@ -128,6 +128,27 @@ impl SameConv {
         SamePadding::new(len, self.kernel, self.stride).out_len
     }
 
+    /// The same convolution on a (B, C, H, W) batch with candle's differentiable ops: slower than
+    /// [`forward`](Self::forward), but gradients flow back to the input (the weights are
+    /// constants), which distillation through the frozen detector needs.
+    pub fn forward_autograd(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.linear_autograd(x)?;
+        activation_autograd(y, self.activation)
+    }
+
+    /// [`forward_residual`](Self::forward_residual) on a batch, differentiable.
+    pub fn forward_residual_autograd(&self, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+        let y = (self.linear_autograd(x)? + skip)?;
+        activation_autograd(y, self.activation)
+    }
+
+    fn linear_autograd(&self, x: &Tensor) -> Result<Tensor> {
+        let padded = pad_same(x, self.kernel, self.stride)?;
+        let y = padded.conv2d(&self.weight_oihw()?, 0, self.stride, 1, 1)?;
+        let bias = Tensor::from_slice(&self.bias, (1, self.bias.len(), 1, 1), x.device())?;
+        y.broadcast_add(&bias)
+    }
+
     fn linear(&self, x: &Tensor) -> Result<(Tensor, usize, usize)> {
         let (c, h, w) = x.dims3()?;
         if c != self.in_channels {
@@ -171,6 +192,27 @@ impl SameConv {
             },
         )?;
         y.reshape((self.bias.len(), ho, wo))
+    }
+}
+
+/// Zero-pads dims 2 and 3 of a (B, C, H, W) tensor as TF `SAME` does for a `kernel`-wide window
+/// moved by `stride` (differentiable: built from candle's own ops).
+pub fn pad_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let mut x = x.clone();
+    for (dim, len) in [(2, h), (3, w)] {
+        let geometry = SamePadding::new(len, kernel, stride);
+        let total = ((geometry.out_len - 1) * stride + kernel).saturating_sub(len);
+        x = x.pad_with_zeros(dim, geometry.before, total - geometry.before)?;
+    }
+    Ok(x)
+}
+
+/// Applies an activation with candle's differentiable ops.
+pub(crate) fn activation_autograd(y: Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Linear => Ok(y),
+        Activation::Relu6 => y.clamp(0f32, 6f32),
     }
 }
 
@@ -391,6 +433,34 @@ mod tests {
             Activation::Linear => Ok(y),
             Activation::Relu6 => y.clamp(0f32, 6f32),
         }
+    }
+
+    #[test]
+    fn autograd_path_equals_the_fast_path_and_passes_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        for (k, s) in [(3, 2), (3, 1), (1, 1)] {
+            let (cin, cout) = (4, 5);
+            let weight = Tensor::randn(0f32, 1., (cout, cin * k * k), &dev)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let bias = Tensor::randn(0f32, 1., cout, &dev)?.to_vec1::<f32>()?;
+            let conv = SameConv::new(weight, bias, cin, k, s, Activation::Relu6)?;
+            let x =
+                candle_core::Var::from_tensor(&Tensor::randn(0f32, 2., (1, cin, 10, 9), &dev)?)?;
+            let fast = conv.forward(&x.as_tensor().squeeze(0)?)?;
+            let slow = conv.forward_autograd(x.as_tensor())?;
+            let diff = (&fast - &slow.squeeze(0)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "k={k} s={s}: differs by {diff}");
+            let grads = slow.sum_all()?.backward()?;
+            let g = grads
+                .get(x.as_tensor())
+                .expect("gradient reaches the input");
+            assert!(g.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        }
+        Ok(())
     }
 
     #[test]

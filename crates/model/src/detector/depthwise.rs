@@ -81,6 +81,16 @@ impl DepthwiseConv {
         x.contiguous()?.apply_op1_no_bwd(self)
     }
 
+    /// The same convolution on a (B, C, H, W) batch with candle's differentiable grouped
+    /// convolution: slower, but gradients flow back to the input.
+    pub fn forward_autograd(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.channels();
+        let padded = super::conv::pad_same(x, KERNEL, self.stride)?;
+        let y = padded.conv2d(&self.weight_tensor()?, 0, self.stride, 1, c)?;
+        let bias = Tensor::from_slice(&self.bias, (1, c, 1, 1), x.device())?;
+        super::conv::activation_autograd(y.broadcast_add(&bias)?, self.activation)
+    }
+
     /// One channel: `padded` is the zero-padded plane (`pad_rows` rows of `pad_width`), laid out
     /// for unit-stride taps (see [`pad_plane`]); `dst` the (Ho, Wo) output plane.
     fn channel(&self, ci: usize, padded: &[f32], pad_width: usize, wo: usize, dst: &mut [f32]) {
@@ -214,6 +224,12 @@ mod tests {
                 let conv = DepthwiseConv::new(weight, bias, s, activation)?;
                 let x = Tensor::randn(0f32, 2., (c, h, w), &dev)?;
                 let ours = conv.forward(&x)?;
+                let slow = conv.forward_autograd(&x.unsqueeze(0)?)?.squeeze(0)?;
+                let diff = (&ours - &slow)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(
+                    diff < 1e-4,
+                    "autograd path s={s} {h}×{w}: differs by {diff}"
+                );
 
                 let rows = SamePadding::new(h, KERNEL, s);
                 let cols = SamePadding::new(w, KERNEL, s);

@@ -80,4 +80,18 @@ impl ExtraLayers {
         }
         Ok(maps)
     }
+
+    /// [`forward`](Self::forward) on a (B, C, H, W) batch, differentiable.
+    pub fn forward_autograd(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let mut maps = Vec::with_capacity(self.stages.len());
+        let mut x = x.clone();
+        for stage in &self.stages {
+            let r = stage.reduce.forward_autograd(&x)?;
+            x = stage
+                .expand
+                .forward_autograd(&stage.depthwise.forward_autograd(&r)?)?;
+            maps.push(x.clone());
+        }
+        Ok(maps)
+    }
 }

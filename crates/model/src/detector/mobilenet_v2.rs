@@ -116,6 +116,24 @@ impl InvertedResidual {
         }
     }
 
+    /// [`expand`](Self::expand) on a (B, C, H, W) batch, differentiable.
+    pub fn expand_autograd(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.expand {
+            Some(conv) => conv.forward_autograd(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// [`finish`](Self::finish) on a (B, C, H, W) batch, differentiable.
+    pub fn finish_autograd(&self, x: &Tensor, expanded: &Tensor) -> candle_core::Result<Tensor> {
+        let d = self.depthwise.forward_autograd(expanded)?;
+        if self.residual {
+            self.project.forward_residual_autograd(&d, x)
+        } else {
+            self.project.forward_autograd(&d)
+        }
+    }
+
     /// The whole block on a (C, H, W) tensor.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let e = self.expand(x)?;
@@ -208,6 +226,23 @@ impl MobileNetV2Tail {
             x = block.forward(&x)?;
         }
         let stride32 = self.last.forward(&x)?;
+        Ok(BackboneFeatures { stride16, stride32 })
+    }
+
+    /// [`forward`](Self::forward) on a (B, 96, 19, 19) batch with candle's differentiable ops;
+    /// the maps come out (B, C, H, W).
+    pub fn forward_autograd(&self, split: &Tensor) -> candle_core::Result<BackboneFeatures> {
+        let (first, rest) = self
+            .blocks
+            .split_first()
+            .ok_or_else(|| candle_core::Error::Msg("backbone tail has no blocks".into()))?;
+        let stride16 = first.expand_autograd(split)?;
+        let mut x = first.finish_autograd(split, &stride16)?;
+        for block in rest {
+            let e = block.expand_autograd(&x)?;
+            x = block.finish_autograd(&x, &e)?;
+        }
+        let stride32 = self.last.forward_autograd(&x)?;
         Ok(BackboneFeatures { stride16, stride32 })
     }
 }

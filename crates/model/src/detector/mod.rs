@@ -180,6 +180,29 @@ impl Detector {
         Ok(self.head.forward(&maps)?)
     }
 
+    /// The server half up to the raw head outputs on a batch of split tensors (B, 96, 19, 19),
+    /// built from candle's differentiable ops so that gradients reach `features` (the detector's
+    /// weights stay constants): box encodings (B, 1917, 4) and class logits (B, 1917, 91). For
+    /// distilling a codec through the frozen detector; [`Self::predict_from_split`] is the fast
+    /// inference path and gives the same numbers.
+    pub fn predict_from_split_autograd(
+        &self,
+        features: &Tensor,
+    ) -> Result<(Tensor, Tensor), DetectorError> {
+        let dims = features.dims();
+        if dims.len() != 4 || dims[1..] != SPLIT_SHAPE[1..] {
+            return Err(DetectorError::InputShape {
+                what: "split features",
+                found: dims.to_vec(),
+                expected: SPLIT_SHAPE.to_vec(),
+            });
+        }
+        let backbone = self.tail.forward_autograd(features)?;
+        let mut maps = vec![backbone.stride16, backbone.stride32.clone()];
+        maps.extend(self.extras.forward_autograd(&backbone.stride32)?);
+        Ok(self.head.forward_autograd(&maps)?)
+    }
+
     /// Decodes raw predictions into detections in pixels of a `width`×`height` frame.
     pub fn postprocess(&self, raw: &RawPredictions, width: usize, height: usize) -> Vec<Detection> {
         let boxes: Vec<BBox> = raw

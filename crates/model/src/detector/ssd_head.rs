@@ -128,4 +128,37 @@ impl SsdHead {
             class_logits,
         })
     }
+
+    /// [`forward`](Self::forward) on six (B, C, H, W) maps with candle's differentiable ops:
+    /// box encodings (B, anchors, 4) and class logits (B, anchors, 91), in anchor order.
+    pub fn forward_autograd(&self, maps: &[Tensor]) -> candle_core::Result<(Tensor, Tensor)> {
+        if maps.len() != self.predictors.len() {
+            candle_core::bail!(
+                "{} feature maps for {} predictors",
+                maps.len(),
+                self.predictors.len()
+            );
+        }
+        let (mut boxes, mut logits) = (Vec::new(), Vec::new());
+        for (map, predictor) in maps.iter().zip(&self.predictors) {
+            let y = predictor.conv.forward_autograd(map)?;
+            let (b, _, h, w) = y.dims4()?;
+            let a = predictor.anchors;
+            // NHWC, then (B, H·W·A, 4) and (B, H·W·A, 91): TF's reshape of the predictor output.
+            let nhwc = y.permute((0, 2, 3, 1))?;
+            let box_part = nhwc.narrow(3, 0, a * BOX_CODE_LEN)?;
+            let class_part = nhwc.narrow(3, a * BOX_CODE_LEN, a * NUM_CLASSES)?;
+            boxes.push(
+                box_part
+                    .contiguous()?
+                    .reshape((b, h * w * a, BOX_CODE_LEN))?,
+            );
+            logits.push(
+                class_part
+                    .contiguous()?
+                    .reshape((b, h * w * a, NUM_CLASSES))?,
+            );
+        }
+        Ok((Tensor::cat(&boxes, 1)?, Tensor::cat(&logits, 1)?))
+    }
 }
