@@ -141,7 +141,7 @@ async fn every_frame_is_answered_and_a_step_down_sends_fewer_layers() {
         f.inputs,
         agent_config(&f.profile),
         battery,
-        &mut |_, _, _| {},
+        &mut (),
     )
     .await
     .unwrap();
@@ -207,7 +207,7 @@ async fn a_dead_server_means_local_results_and_offloading_resumes_when_it_return
             f.inputs,
             agent_config(&profile),
             battery,
-            &mut |_, _, _| {},
+            &mut (),
         )
         .await
     });

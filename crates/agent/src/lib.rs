@@ -11,11 +11,13 @@
 #![warn(missing_docs)]
 
 pub mod battery;
+pub mod compare;
 pub mod cpu;
+pub mod loopback;
 pub mod model;
 pub mod run;
 
 pub use battery::{BatteryReading, BatterySource, SimulatedBattery, SysfsBattery};
 pub use cpu::CpuMonitor;
 pub use model::{DeviceFrame, DeviceModel, ModelFailure, Prediction};
-pub use run::{AgentConfig, AgentError, run_agent};
+pub use run::{AgentConfig, AgentError, AgentEvents, run_agent};

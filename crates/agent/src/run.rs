@@ -11,7 +11,7 @@ use offload_controller::{
 };
 use offload_sim::record::SummaryBuilder;
 use offload_sim::{FrameRecord, Summary};
-use offload_transport::{AgentClient, FrameHeader, FrameReply, TransportError};
+use offload_transport::{AgentClient, FrameHeader, FrameReply, TransportError, WireOverhead};
 use tokio::sync::mpsc;
 
 use crate::battery::BatterySource;
@@ -52,6 +52,35 @@ pub enum AgentError {
 /// One input frame and, where known, its true label (then accuracy is measured, not assumed).
 pub type LabelledInput<I> = (I, Option<u32>);
 
+/// What the agent reports while it runs, for progress displays and for analysis. Times are
+/// seconds since the run's start, like the records'.
+pub trait AgentEvents: Send {
+    /// Frame `frame` was decided with the controller holding `estimate_bps` (0 before any
+    /// sample).
+    fn decided(&mut self, frame: u64, decision: Decision, estimate_bps: f64) {
+        let _ = (frame, decision, estimate_bps);
+    }
+    /// The controller was fed `observation`, made at `at`.
+    fn observed(&mut self, at: f64, observation: &Observation) {
+        let _ = (at, observation);
+    }
+}
+
+/// No reporting.
+impl AgentEvents for () {}
+
+/// Feeds `obs` to the controller and reports it.
+fn feed(
+    controller: &mut Controller,
+    events: &mut dyn AgentEvents,
+    start: f64,
+    at: f64,
+    obs: Observation,
+) {
+    events.observed(at - start, &obs);
+    controller.observe(at, obs);
+}
+
 /// What a finished frame reports back to the loop.
 struct Outcome {
     record: Option<FrameRecord>,
@@ -59,9 +88,16 @@ struct Outcome {
 }
 
 /// Runs the agent over `inputs` at the configured frame rate; `client` is `None` to run with no
-/// server at all (everything local). `on_decision` sees every decision as it is made (frame,
-/// decision, throughput estimate in bit/s), for progress displays. Returns the per-frame records
-/// in frame order and the summary.
+/// server at all (everything local). `events` sees every decision as it is made and every
+/// observation the controller is fed. Returns the per-frame records in frame order and the
+/// summary.
+///
+/// The controller plans with the bytes a frame puts on the uplink — its layers plus the
+/// protocol's and QUIC's overhead ([`WireOverhead`]) — and learns the uplink's rate from the
+/// server's receive times as the link's service rate for each frame
+/// ([`FrameReply::link_sample`]), in the same wire bytes. Its round-trip time is the
+/// propagation RTT (QUIC's minimum RTT): the time a frame waits behind earlier ones is the
+/// policies' backlog and the rate's business, and a smoothed RTT would count it twice.
 pub async fn run_agent<M: DeviceModel>(
     model: Arc<M>,
     client: Option<Arc<AgentClient>>,
@@ -69,15 +105,25 @@ pub async fn run_agent<M: DeviceModel>(
     inputs: Vec<LabelledInput<M::Input>>,
     config: AgentConfig,
     mut battery: Box<dyn BatterySource>,
-    on_decision: &mut (dyn FnMut(u64, Decision, f64) + Send),
+    events: &mut dyn AgentEvents,
 ) -> Result<(Vec<FrameRecord>, Summary), AgentError> {
     tracing::info!("battery: {}", battery.describe());
     let epoch = client.as_ref().map_or_else(Instant::now, |c| c.epoch());
     let now = move || epoch.elapsed().as_secs_f64();
     let mut controller = Controller::new(config.controller.clone(), policy);
+    let start = now();
     if client.is_none() {
-        controller.observe(now(), Observation::ServerUnreachable);
+        feed(
+            &mut controller,
+            events,
+            start,
+            now(),
+            Observation::ServerUnreachable,
+        );
     }
+    let overhead = client
+        .as_ref()
+        .map_or_else(WireOverhead::default, |c| c.overhead());
     let utility = config.controller.utility;
     let radio = config.controller.radio;
     let power = config.profile.device.compute_power_w;
@@ -92,7 +138,6 @@ pub async fn run_agent<M: DeviceModel>(
     let mut tasks = Vec::new();
     let mut next_sensor = 0.0;
     let mut last_loss = (0u64, 0u64, 0u64);
-    let start = now();
     let n = inputs.len();
 
     for (i, (input, label)) in inputs.into_iter().enumerate() {
@@ -103,13 +148,19 @@ pub async fn run_agent<M: DeviceModel>(
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
         while let Ok(o) = rx.try_recv() {
-            absorb(&mut controller, &mut records, o);
+            for (at, obs) in o.observations {
+                feed(&mut controller, events, start, at, obs);
+            }
+            records.extend(o.record);
         }
         let t = now();
         if t >= next_sensor {
             next_sensor = t + config.sensor_interval.as_secs_f64();
             if let Some(r) = battery.read() {
-                controller.observe(
+                feed(
+                    &mut controller,
+                    events,
+                    start,
                     t,
                     Observation::Battery {
                         level: r.level,
@@ -119,22 +170,36 @@ pub async fn run_agent<M: DeviceModel>(
                 );
             }
             if let Some(load) = cpu.sample() {
-                controller.observe(t, Observation::CpuLoad { load });
+                feed(
+                    &mut controller,
+                    events,
+                    start,
+                    t,
+                    Observation::CpuLoad { load },
+                );
             }
             if let Some(c) = &client
                 && let Some(p) = c.path_stats().await
             {
-                controller.observe(t, Observation::Rtt { rtt: p.rtt });
-                let (lost, sent, events) = last_loss;
-                controller.observe(
+                let (lost, sent, congestion) = last_loss;
+                feed(
+                    &mut controller,
+                    events,
+                    start,
                     t,
                     Observation::Loss {
                         lost: p.lost_packets.saturating_sub(lost),
                         sent: p.sent_packets.saturating_sub(sent),
                     },
                 );
-                for _ in events..p.congestion_events {
-                    controller.observe(t, Observation::CongestionEvent);
+                for _ in congestion..p.congestion_events {
+                    feed(
+                        &mut controller,
+                        events,
+                        start,
+                        t,
+                        Observation::CongestionEvent,
+                    );
                 }
                 last_loss = (p.lost_packets, p.sent_packets, p.congestion_events);
             }
@@ -161,12 +226,14 @@ pub async fn run_agent<M: DeviceModel>(
             Err(source) => return Err(AgentError::Local { frame: i, source }),
         };
         let sizes = frame.cumulative_sizes();
+        let layer_lens: Vec<u64> = frame.layers.iter().map(|l| l.len() as u64).collect();
+        let wire = overhead.cumulative(frame.header.len() as u64, &layer_lens);
         config
             .profile
-            .fill_options(i, captured, captured + deadline_s, &sizes, &mut options);
+            .fill_options(i, captured, captured + deadline_s, &wire, &mut options);
         let decision = controller.decide(decided_at, &options);
         let estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
-        on_decision(i, decision, estimate_bps);
+        events.decided(i, decision, estimate_bps);
         let level = battery.read().map_or(1.0, |r| r.level);
         let base = FrameRecord {
             frame: i,
@@ -190,7 +257,17 @@ pub async fn run_agent<M: DeviceModel>(
             (Decision::Offload { layers }, Some(client)) => {
                 let k = layers as usize;
                 let bytes = sizes[k - 1];
-                controller.observe(decided_at, Observation::Sent { frame: i, bytes });
+                let wire_bytes = wire[k - 1];
+                feed(
+                    &mut controller,
+                    events,
+                    start,
+                    decided_at,
+                    Observation::Sent {
+                        frame: i,
+                        bytes: wire_bytes,
+                    },
+                );
                 let header = FrameHeader {
                     frame_id: i,
                     model_id: model.model_id(),
@@ -217,6 +294,7 @@ pub async fn run_agent<M: DeviceModel>(
                     },
                     label,
                     accuracy_expected,
+                    wire_bytes,
                     start,
                     captured,
                     deadline_s,
@@ -262,7 +340,10 @@ pub async fn run_agent<M: DeviceModel>(
         if let Some(r) = &o.record {
             battery.account(r.energy_j, now());
         }
-        absorb(&mut controller, &mut records, o);
+        for (at, obs) in o.observations {
+            feed(&mut controller, events, start, at, obs);
+        }
+        records.extend(o.record);
     }
     records.sort_by_key(|r| r.frame);
     let mut summary = SummaryBuilder::default();
@@ -270,13 +351,6 @@ pub async fn run_agent<M: DeviceModel>(
         summary.add(r);
     }
     Ok((records, summary.finish()))
-}
-
-fn absorb(controller: &mut Controller, records: &mut Vec<FrameRecord>, o: Outcome) {
-    for (t, obs) in o.observations {
-        controller.observe(t, obs);
-    }
-    records.extend(o.record);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -346,6 +420,8 @@ struct OffloadTask<M: DeviceModel> {
     base: FrameRecord,
     label: Option<u32>,
     accuracy_expected: f64,
+    /// Uplink bytes the controller was told this frame would take.
+    wire_bytes: u64,
     start: f64,
     captured: f64,
     deadline_s: f64,
@@ -361,7 +437,6 @@ struct OffloadTask<M: DeviceModel> {
 impl<M: DeviceModel> OffloadTask<M> {
     async fn run(self) -> Result<(), AgentError> {
         let frame = self.header.frame_id;
-        let bytes = self.base.bytes;
         let result = self
             .client
             .send_frame(self.header.clone(), self.layers.clone(), self.remaining)
@@ -380,25 +455,31 @@ impl<M: DeviceModel> OffloadTask<M> {
                         .iter()
                         .map(|r| r.bytes.saturating_sub(4))
                         .sum::<u64>();
-                // The frame's delivery time as the server saw it, from the first byte of its
-                // stream to the last byte of its last layer: transmission and queueing without
-                // the propagation delay. A frame that fits in a packet or two arrives in well
-                // under a millisecond; the 1 ms floor makes that a lower bound on the rate
-                // rather than an infinite one.
-                if let Some(last) = reply.receipts.last() {
-                    let dt = last.last_byte.max(1e-3);
+                // The link's service of this frame, in the wire bytes the controller planned
+                // with (see `FrameReply::link_sample`).
+                let mut delivered_wire = 0;
+                if let Some(s) = reply.link_sample {
+                    delivered_wire = s.bytes.min(self.wire_bytes);
                     let sample = RateSample {
-                        start: now - dt,
-                        end: now,
-                        bytes: delivered,
+                        start: s.start,
+                        end: s.end,
+                        bytes: delivered_wire,
                     };
                     observations.push((now, Observation::Delivered { frame, sample }));
                 }
                 observations.push((
                     now,
+                    Observation::Rtt {
+                        rtt: reply.propagation_rtt,
+                    },
+                ));
+                // Whatever is not in the sample leaves the in-flight count here: layers that did
+                // not arrive, and the allowance for the reply's ACK packet.
+                observations.push((
+                    now,
                     Observation::Abandoned {
                         frame,
-                        bytes: bytes.saturating_sub(delivered),
+                        bytes: self.wire_bytes.saturating_sub(delivered_wire),
                     },
                 ));
                 let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
@@ -408,7 +489,13 @@ impl<M: DeviceModel> OffloadTask<M> {
             }
             Err(e) => {
                 tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
-                observations.push((now, Observation::Abandoned { frame, bytes }));
+                observations.push((
+                    now,
+                    Observation::Abandoned {
+                        frame,
+                        bytes: self.wire_bytes,
+                    },
+                ));
                 if e.server_unavailable() {
                     observations.push((now, Observation::ServerUnreachable));
                     self.spawn_reconnect();

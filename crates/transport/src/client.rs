@@ -1,6 +1,7 @@
 //! The agent's side: one QUIC connection to the edge server, one stream per frame, layers
 //! written in order until the deadline, then cancelled.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +13,8 @@ use tokio::sync::Mutex;
 
 use crate::auth::AuthToken;
 use crate::error::TransportError;
-use crate::observe::{DeliverySample, LayerReceipt, PathStats, frame_samples};
+use crate::observe::{DeliverySample, LayerReceipt, PathStats, ServiceTiming, frame_samples};
+use crate::overhead::WireOverhead;
 use crate::rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingFactory};
 use crate::tls::{MismatchLog, ServerTrust, quic_client_crypto};
 use crate::wire::{
@@ -42,6 +44,8 @@ pub struct ClientConfig {
     pub congestion: CongestionAlgorithm,
     /// Delivery-rate samples kept for [`AgentClient::take_rate_samples`] (0 disables sampling).
     pub rate_sample_capacity: usize,
+    /// The uplink bytes a frame costs beyond its layers, for [`FrameReply::link_sample`].
+    pub overhead: WireOverhead,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +61,7 @@ impl Default for ClientConfig {
             limits: Limits::default(),
             congestion: CongestionAlgorithm::Cubic,
             rate_sample_capacity: 4096,
+            overhead: WireOverhead::default(),
         }
     }
 }
@@ -99,6 +104,49 @@ pub struct FrameReply {
     pub train_sample: Option<DeliverySample>,
     /// Bytes of the frame over [send start, last layer complete] (includes one-way delay).
     pub end_to_end_sample: Option<DeliverySample>,
+    /// When the whole reply had been read, seconds since [`AgentClient::epoch`].
+    pub reply_received: f64,
+    /// The propagation round trip the timing assumes: the smaller of the server's and the
+    /// agent's QUIC minimum RTT, seconds.
+    pub propagation_rtt: f64,
+    /// Uplink bytes of what the server received: the stream bytes of the frame header, the
+    /// codec header and the complete layers, with [`ClientConfig::overhead`] added.
+    pub wire_bytes_received: u64,
+    /// When the last received layer reached the server, on the agent's clock (see
+    /// [`ServiceTiming`]).
+    pub arrival: f64,
+    /// The frame's packets' bytes (`wire_bytes_received` without the reply's ACK packet, which
+    /// crosses later) over the uplink's service of this frame: from when the bottleneck could
+    /// start on it (sent, or done with the frame before) to its arrival, both shifted by the
+    /// propagation delay. The rate of the link while it carried this frame.
+    pub link_sample: Option<DeliverySample>,
+}
+
+/// Arrivals of recent frames at the server (agent's clock), by send time, so that a frame's
+/// service interval starts no earlier than the previous frame's arrival.
+#[derive(Debug, Default)]
+struct ArrivalLog {
+    recent: VecDeque<(f64, f64)>,
+}
+
+impl ArrivalLog {
+    const KEEP: usize = 64;
+
+    /// The latest arrival of a frame sent before `send_start`.
+    fn before(&self, send_start: f64) -> Option<f64> {
+        self.recent
+            .iter()
+            .filter(|(sent, _)| *sent < send_start)
+            .map(|(_, arrived)| *arrived)
+            .max_by(f64::total_cmp)
+    }
+
+    fn record(&mut self, send_start: f64, arrival: f64) {
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((send_start, arrival));
+    }
 }
 
 struct ConnState {
@@ -120,6 +168,7 @@ pub struct AgentClient {
     mismatches: Arc<MismatchLog>,
     rate_log: Option<Arc<RateSampleLog>>,
     state: Mutex<ConnState>,
+    arrivals: std::sync::Mutex<ArrivalLog>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -186,6 +235,7 @@ impl AgentClient {
                 failures: 0,
                 next_attempt: None,
             }),
+            arrivals: std::sync::Mutex::new(ArrivalLog::default()),
         };
         client.connection(client.config.connect_timeout).await?;
         Ok(client)
@@ -199,6 +249,11 @@ impl AgentClient {
     /// Seconds since [`AgentClient::epoch`].
     pub fn now(&self) -> f64 {
         self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// The uplink overhead model this client reports wire bytes with.
+    pub fn overhead(&self) -> WireOverhead {
+        self.config.overhead
     }
 
     /// The server this client talks to.
@@ -513,7 +568,8 @@ impl AgentClient {
                 });
             }
         };
-        let round_trip = send_start.elapsed().as_secs_f64();
+        let reply_received = Instant::now();
+        let round_trip = (reply_received - send_start).as_secs_f64();
         let reply = Reply::decode(&bytes, &self.config.limits)
             .map_err(|source| TransportError::BadReply { frame_id, source })?;
         // Frame id 0 on an error reply means the server could not (or did not) read the header.
@@ -554,6 +610,37 @@ impl AgentClient {
         let header_bytes = (FRAME_FIXED_LEN + header.codec_header.len()) as u64;
         let (train, end_to_end) =
             frame_samples(send_start_s, rtt, header_done, header_bytes, &receipts);
+        // The server's minimum RTT is measured with small uplink packets (ACKs); the agent's
+        // own carries frames up the uplink and so their serialisation. The smaller is the
+        // better estimate of the propagation round trip.
+        let own = conn.stats().path.min_rtt.as_secs_f64();
+        let propagation_rtt = match reply.fixed.min_rtt_us {
+            0 => own,
+            us => own.min(f64::from(us) * 1e-6),
+        };
+        let stream_bytes = header_bytes + receipts.iter().map(|r| r.bytes).sum::<u64>();
+        let wire_bytes_received = self.config.overhead.wire_bytes(stream_bytes);
+        let reply_received_s = reply_received.duration_since(self.epoch).as_secs_f64();
+        let (arrival, link_sample) = {
+            // A poisoned log only loses the queueing correction, never the sample.
+            let mut log = self
+                .arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let timing = ServiceTiming {
+                send_start: send_start_s,
+                reply_received: reply_received_s,
+                one_way: propagation_rtt / 2.0,
+                last_byte: receipts.last().map_or(header_done, |r| r.last_byte),
+                reply_written: f64::from(reply.fixed.reply_us) * 1e-6,
+                previous_arrival: log.before(send_start_s),
+            };
+            let arrival = timing.arrival();
+            log.record(send_start_s, arrival);
+            // The reply's ACK packet crosses the link after the frame, outside its interval.
+            let in_interval = wire_bytes_received.saturating_sub(self.config.overhead.per_frame);
+            (arrival, timing.sample(in_interval))
+        };
         Ok(FrameReply {
             frame_id,
             payload: reply.payload,
@@ -567,6 +654,11 @@ impl AgentClient {
             round_trip,
             train_sample: train,
             end_to_end_sample: end_to_end,
+            reply_received: reply_received_s,
+            propagation_rtt,
+            wire_bytes_received,
+            arrival,
+            link_sample,
         })
     }
 

@@ -107,9 +107,90 @@ pub(crate) fn frame_samples(
     (train, Some(end_to_end).filter(|s| s.end > s.start))
 }
 
+/// Shortest service interval a link sample may have: below it, timer and scheduling noise on
+/// the agent and the server is larger than the interval itself.
+pub const MIN_SERVICE_S: f64 = 0.5e-3;
+
+/// Where one frame's uplink service sits on the agent's clock, from the server's report.
+///
+/// The server tells when the last received layer arrived and when the reply was written, both
+/// relative to the frame's first byte on the server's clock; the agent knows when it started
+/// sending and when the reply arrived. With `one_way` the propagation delay of each direction
+/// (half QUIC's minimum RTT), the last byte reached the server at
+/// `arrival = reply_received − one_way − (reply_written − last_byte)` on the agent's clock,
+/// and the bottleneck, a FIFO, started serving the frame at the later of `send_start + one_way`
+/// (shifted by the propagation delay like `arrival`) and `previous_arrival`, the arrival of the
+/// frame sent before it. The sample is the frame's bytes over that service interval: the
+/// link's rate while it carried this frame, without the wait behind earlier frames and
+/// without the propagation delay — the same quantity the simulator reports. Returns the
+/// arrival and the sample (`None` without bytes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServiceTiming {
+    /// When the agent started writing the frame (client epoch, seconds).
+    pub send_start: f64,
+    /// When the whole reply had been read (client epoch, seconds).
+    pub reply_received: f64,
+    /// One-way propagation delay, seconds.
+    pub one_way: f64,
+    /// Server-relative time of the last received layer's last byte, seconds.
+    pub last_byte: f64,
+    /// Server-relative time the reply was written, seconds.
+    pub reply_written: f64,
+    /// Arrival (client epoch) of the previous frame's last byte, if known.
+    pub previous_arrival: Option<f64>,
+}
+
+impl ServiceTiming {
+    /// When the last received byte reached the server, on the agent's clock; never before the
+    /// frame was sent.
+    pub fn arrival(&self) -> f64 {
+        let held = (self.reply_written - self.last_byte).max(0.0);
+        (self.reply_received - self.one_way - held).max(self.send_start)
+    }
+
+    /// `bytes` over the frame's service interval (at least [`MIN_SERVICE_S`] long).
+    pub fn sample(&self, bytes: u64) -> Option<DeliverySample> {
+        if bytes == 0 {
+            return None;
+        }
+        let end = self.arrival();
+        let start = (self.send_start + self.one_way)
+            .max(self.previous_arrival.unwrap_or(f64::NEG_INFINITY))
+            .min(end - MIN_SERVICE_S);
+        Some(DeliverySample { start, end, bytes })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_interval_excludes_propagation_hold_and_queueing() {
+        // Sent at 1.0; 20 ms each way; the last byte reached the server 10 ms after the
+        // propagation delay (its service time); the server held it 3 ms.
+        let mut t = ServiceTiming {
+            send_start: 1.0,
+            reply_received: 1.0 + 0.020 + 0.010 + 0.003 + 0.020,
+            one_way: 0.020,
+            last_byte: 0.004,
+            reply_written: 0.007,
+            previous_arrival: None,
+        };
+        assert!((t.arrival() - 1.030).abs() < 1e-9);
+        let s = t.sample(1000).expect("sample");
+        assert!((s.start - 1.020).abs() < 1e-9 && (s.end - 1.030).abs() < 1e-9);
+        assert!((s.rate_bps().expect("rate") - 800_000.0).abs() < 1e-3);
+        // Behind an earlier frame that arrived at 1.026, only the last 4 ms were this frame's.
+        t.previous_arrival = Some(1.026);
+        assert!((t.sample(1000).expect("sample").start - 1.026).abs() < 1e-9);
+        // Noise never gives an interval shorter than the floor, nor an arrival before sending.
+        t.reply_received = 1.0;
+        assert_eq!(t.arrival(), 1.0);
+        let s = t.sample(10).expect("sample");
+        assert!((s.end - s.start - MIN_SERVICE_S).abs() < 1e-12);
+        assert!(t.sample(0).is_none());
+    }
 
     #[test]
     fn samples_from_receipts() {

@@ -273,7 +273,8 @@ async fn serve_connection<H: FrameHandler>(conn: quinn::Connection, shared: Arc<
         match accepted {
             Ok((send, recv)) => {
                 let shared = shared.clone();
-                tokio::spawn(async move { serve_frame(peer, send, recv, shared).await });
+                let conn = conn.clone();
+                tokio::spawn(async move { serve_frame(&conn, send, recv, shared).await });
             }
             Err(e) => {
                 tracing::debug!(%peer, reason = %e, "agent connection ended");
@@ -361,11 +362,12 @@ enum FrameFailure {
 }
 
 async fn serve_frame<H: FrameHandler>(
-    peer: SocketAddr,
+    conn: &quinn::Connection,
     mut send: SendStream,
     mut recv: RecvStream,
     shared: Arc<Shared<H>>,
 ) {
+    let peer = conn.remote_address();
     let origin = Instant::now();
     let Ok(_frame_permit) = shared.frames.clone().try_acquire_owned() else {
         let _ = recv.stop(codes::STOP_READING);
@@ -422,6 +424,8 @@ async fn serve_frame<H: FrameHandler>(
             layers_received: receipts.len() as u16,
             header_done_us,
             handler_us: micros_u32(handler_time),
+            reply_us: micros_u32(origin.elapsed()),
+            min_rtt_us: micros_u32(conn.stats().path.min_rtt),
         },
         receipts,
         payload,
@@ -668,6 +672,8 @@ fn error_reply(status: ReplyStatus, frame_id: u64, message: &str) -> Reply {
             layers_received: 0,
             header_done_us: 0,
             handler_us: 0,
+            reply_us: 0,
+            min_rtt_us: 0,
         },
         receipts: Vec::new(),
         payload: message.as_bytes().to_vec(),

@@ -12,7 +12,7 @@ pub const ALPN: &[u8] = b"offload/1";
 /// First four bytes of the authentication message.
 pub const AUTH_MAGIC: [u8; 4] = *b"OFLD";
 /// Protocol version carried in the authentication message.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest accepted access token, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 1024;
 /// Size of the fixed part of the authentication message: magic, version, token length.
@@ -23,8 +23,9 @@ pub const AUTH_ACCEPTED: u8 = 0;
 pub const FRAME_FIXED_LEN: usize = 22;
 /// Size of the length prefix in front of every layer record.
 pub const LAYER_PREFIX_LEN: usize = 4;
-/// Size of the fixed part of a reply (status, frame id, layer count, handler time).
-pub const REPLY_FIXED_LEN: usize = 19;
+/// Size of the fixed part of a reply (status, frame id, layer count, header, handler and reply
+/// times, the server's minimum RTT).
+pub const REPLY_FIXED_LEN: usize = 27;
 /// Size of one per-layer receipt in a reply.
 pub const RECEIPT_LEN: usize = 20;
 /// Size of the payload length field that follows the receipts.
@@ -339,6 +340,15 @@ pub struct ReplyFixed {
     pub header_done_us: u32,
     /// How long the handler ran, in microseconds.
     pub handler_us: u32,
+    /// When the reply was written, server-relative microseconds: with the receipts it tells the
+    /// agent how long the server held the frame, so the agent can place the frame's arrival on
+    /// its own clock.
+    pub reply_us: u32,
+    /// The server's minimum RTT on this connection, microseconds (0 when unknown). Measured on
+    /// replies acknowledged by the agent's small ACK packets, it is the path's propagation
+    /// round trip with hardly any uplink serialisation in it, unlike the agent's own minimum,
+    /// whose samples carry frames up a possibly slow uplink.
+    pub min_rtt_us: u32,
 }
 
 impl ReplyFixed {
@@ -350,6 +360,8 @@ impl ReplyFixed {
             layers_received: u16::from_be_bytes(array(&bytes[9..11])),
             header_done_us: u32::from_be_bytes(array(&bytes[11..15])),
             handler_us: u32::from_be_bytes(array(&bytes[15..19])),
+            reply_us: u32::from_be_bytes(array(&bytes[19..23])),
+            min_rtt_us: u32::from_be_bytes(array(&bytes[23..27])),
         };
         check_max(
             "reply.layers_received",
@@ -398,6 +410,8 @@ impl Reply {
         out.extend_from_slice(&self.fixed.layers_received.to_be_bytes());
         out.extend_from_slice(&self.fixed.header_done_us.to_be_bytes());
         out.extend_from_slice(&self.fixed.handler_us.to_be_bytes());
+        out.extend_from_slice(&self.fixed.reply_us.to_be_bytes());
+        out.extend_from_slice(&self.fixed.min_rtt_us.to_be_bytes());
         for r in &self.receipts {
             out.extend_from_slice(&r.bytes.to_be_bytes());
             out.extend_from_slice(&r.first_us.to_be_bytes());
@@ -550,6 +564,8 @@ mod tests {
                 layers_received: 2,
                 header_done_us: 10,
                 handler_us: 500,
+                reply_us: 640,
+                min_rtt_us: 40_000,
             },
             receipts: vec![
                 WireReceipt {

@@ -178,7 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             inputs,
             config,
             battery,
-            &mut |_, _, _| {},
+            &mut (),
         )
         .await
     })?;

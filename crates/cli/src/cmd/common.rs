@@ -38,6 +38,25 @@ pub fn default_trace() -> anyhow::Result<Trace> {
     .context("parsing the embedded default trace")
 }
 
+/// `trace` with every capacity multiplied by `factor` (> 0), renamed `<name>x<factor>`.
+pub fn scale_trace(trace: Trace, factor: f64) -> anyhow::Result<Trace> {
+    anyhow::ensure!(
+        factor > 0.0 && factor.is_finite(),
+        "a trace scale must be positive, got {factor}"
+    );
+    if factor == 1.0 {
+        return Ok(trace);
+    }
+    let segments: Vec<(f64, f64)> = trace
+        .segments()
+        .map(|s| (s.duration, s.bps * factor))
+        .collect();
+    Ok(Trace::from_segments(
+        format!("{}x{factor}", trace.name()),
+        &segments,
+    )?)
+}
+
 /// Settings of a simulated run, as command-line options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimSettings {

@@ -2,22 +2,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use offload_agent::SimulatedBattery;
+use offload_agent::loopback::{LoopbackLink, run_loopback};
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
 use offload_sim::trace::{LoadOptions, Trace};
-use offload_transport::emulator::{
-    CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, LinkConfig,
-};
-use offload_transport::{
-    AgentClient, AuthToken, ClientConfig, EdgeServer, ServerIdentity, ServerLimits, ServerTrust,
-};
+use offload_transport::ClientConfig;
 
 use super::agent::{agent_config, load_inputs, print_summary, write_outputs};
-use super::common::SimSettings;
+use super::common::{SimSettings, scale_trace};
 
 /// Arguments of `offload demo`.
 #[derive(clap::Args, Debug)]
@@ -73,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?
         }
     };
-    let trace = scaled(trace, args.trace_scale)?;
+    let trace = scale_trace(trace, args.trace_scale)?;
     println!(
         "demo: {} frames at {} fps, policy {}, uplink {} (mean {:.2} Mbit/s), RTT {:.0} ms, model {}",
         frames,
@@ -89,66 +84,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = agent_config(&sim, &profile);
     let battery = Box::new(SimulatedBattery::new(sim.battery));
     let runtime = tokio::runtime::Runtime::new()?;
-    let (records, summary, server_stats) = runtime.block_on(async {
-        let identity = ServerIdentity::generate(&["localhost"])?;
-        let token = AuthToken::new(format!("demo-{}", std::process::id()).into_bytes())?;
-        let server = EdgeServer::bind(
-            "127.0.0.1:0".parse()?,
-            &identity,
-            token.clone(),
-            Arc::new(SplitHandler::new(model.clone())),
-            ServerLimits::default(),
-        )?;
-        let mut emu = EmulatorConfig::new("127.0.0.1:0".parse()?, server.local_addr());
-        let one_way = sim.link.rtt_s / 2.0;
-        emu.uplink = LinkConfig {
-            delay: one_way,
-            queue_bytes: 16 * 1024,
-            ..LinkConfig::default()
-        };
-        emu.downlink = LinkConfig {
-            delay: one_way,
-            ..LinkConfig::default()
-        };
-        let uplink: Arc<dyn CapacitySchedule> = Arc::new(TraceSchedule(trace.clone()));
-        let downlink: Arc<dyn CapacitySchedule> = Arc::new(ConstantRate { bps: 50e6 });
-        let emulator = Emulator::start(emu, uplink, downlink).await?;
-        let client = AgentClient::connect(
-            emulator.local_addr(),
-            "localhost",
-            ServerTrust::Pinned(identity.fingerprint()),
-            token,
-            ClientConfig::default(),
-        )
-        .await?;
-        let bar = ProgressBar::new(frames as u64);
-        bar.set_style(ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} frames  {msg}",
-        )?);
-        let mut show = |i: u64, d: offload_controller::Decision, est: f64| {
-            bar.set_position(i + 1);
-            bar.set_message(format!(
-                "frame {i:>4}: {d:<10} estimate {:>6.2} Mbit/s",
-                est / 1e6
-            ));
-        };
-        let out = offload_agent::run_agent(
-            Arc::new(SplitDevice::new(model)),
-            Some(Arc::new(client)),
-            policy,
-            inputs,
-            config,
-            battery,
-            &mut show,
-        )
-        .await;
-        bar.finish();
-        let stats = server.stats();
-        server.shutdown(Duration::from_secs(1)).await;
-        emulator.stop();
-        let (records, summary) = out?;
-        anyhow::Ok((records, summary, stats))
-    })?;
+    let bar = ProgressBar::new(frames as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} frames  {msg}",
+    )?);
+    let link = LoopbackLink {
+        uplink: Arc::new(TraceSchedule(trace.clone())),
+        downlink_bps: 50e6,
+        one_way_s: sim.link.rtt_s / 2.0,
+        queue_bytes: 16 * 1024,
+        lead_s: 0.5,
+    };
+    let run = runtime.block_on(run_loopback(
+        Arc::new(SplitDevice::new(model.clone())),
+        Arc::new(SplitHandler::new(model)),
+        link,
+        policy,
+        inputs,
+        config,
+        ClientConfig::default(),
+        battery,
+        &mut Progress(bar.clone()),
+    ))?;
+    bar.finish();
+    let (records, summary, server_stats) = (run.records, run.summary, run.server);
     write_outputs(
         &args.out,
         &records,
@@ -176,20 +135,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scaled(trace: Trace, factor: f64) -> anyhow::Result<Trace> {
-    anyhow::ensure!(
-        factor > 0.0 && factor.is_finite(),
-        "--trace-scale must be positive"
-    );
-    if factor == 1.0 {
-        return Ok(trace);
+/// Shows each decision on the progress bar.
+struct Progress(ProgressBar);
+
+impl offload_agent::AgentEvents for Progress {
+    fn decided(&mut self, i: u64, d: offload_controller::Decision, est: f64) {
+        self.0.set_position(i + 1);
+        self.0.set_message(format!(
+            "frame {i:>4}: {d:<10} estimate {:>6.2} Mbit/s",
+            est / 1e6
+        ));
     }
-    let segments: Vec<(f64, f64)> = trace
-        .segments()
-        .map(|s| (s.duration, s.bps * factor))
-        .collect();
-    Ok(Trace::from_segments(
-        format!("{}x{factor}", trace.name()),
-        &segments,
-    )?)
 }

@@ -11,4 +11,4 @@ mod schedule;
 
 pub use link::{LinkConfig, LinkModel, LinkStats, Verdict};
 pub use relay::{Emulator, EmulatorConfig, EmulatorError, EmulatorStats};
-pub use schedule::{CapacitySchedule, ConstantRate, PiecewiseConstant, ScheduleError};
+pub use schedule::{CapacitySchedule, ConstantRate, Delayed, PiecewiseConstant, ScheduleError};

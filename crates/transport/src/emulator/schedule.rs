@@ -193,6 +193,81 @@ impl CapacitySchedule for PiecewiseConstant {
     }
 }
 
+/// A schedule that starts `lead` seconds after the relay: until then the link runs at the
+/// schedule's initial rate. Lets a driver start the relay (and the QUIC handshake through it)
+/// ahead of a run whose first frame must meet the schedule's time zero.
+#[derive(Clone)]
+pub struct Delayed {
+    inner: std::sync::Arc<dyn CapacitySchedule>,
+    lead: f64,
+    initial_bps: f64,
+}
+
+impl Delayed {
+    /// `inner`, shifted later by `lead` seconds (negative or non-finite leads count as 0).
+    pub fn new(inner: std::sync::Arc<dyn CapacitySchedule>, lead: f64) -> Self {
+        let lead = if lead.is_finite() { lead.max(0.0) } else { 0.0 };
+        let initial_bps = inner.capacity_at(0.0).max(0.0);
+        Self {
+            inner,
+            lead,
+            initial_bps,
+        }
+    }
+
+    /// The shift, seconds.
+    pub fn lead(&self) -> f64 {
+        self.lead
+    }
+}
+
+impl std::fmt::Debug for Delayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delayed")
+            .field("lead", &self.lead)
+            .field("initial_bps", &self.initial_bps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CapacitySchedule for Delayed {
+    fn capacity_at(&self, t: f64) -> f64 {
+        if t < self.lead {
+            self.initial_bps
+        } else {
+            self.inner.capacity_at(t - self.lead)
+        }
+    }
+
+    fn bits_between(&self, t0: f64, t1: f64) -> f64 {
+        if t1 <= t0 {
+            return 0.0;
+        }
+        let before = self.initial_bps * (t1.min(self.lead) - t0).max(0.0);
+        let after = if t1 > self.lead {
+            self.inner
+                .bits_between((t0 - self.lead).max(0.0), t1 - self.lead)
+        } else {
+            0.0
+        };
+        before + after
+    }
+
+    fn transfer_end(&self, start: f64, bits: f64) -> Option<f64> {
+        if bits <= 0.0 {
+            return Some(start);
+        }
+        if start >= self.lead {
+            return Some(self.inner.transfer_end(start - self.lead, bits)? + self.lead);
+        }
+        let room = self.initial_bps * (self.lead - start);
+        if room >= bits {
+            return Some(start + bits / self.initial_bps);
+        }
+        Some(self.inner.transfer_end(0.0, bits - room)? + self.lead)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +335,19 @@ mod tests {
         assert_eq!(zero.transfer_end(0.0, 1.0), None);
         assert_eq!(ConstantRate { bps: 0.0 }.transfer_end(0.0, 1.0), None);
         assert!(PiecewiseConstant::new(&[(0.0, 1.0)]).is_err());
+    }
+
+    #[test]
+    fn delayed_holds_the_first_rate_then_follows_the_schedule() {
+        let inner: std::sync::Arc<dyn CapacitySchedule> =
+            std::sync::Arc::new(PiecewiseConstant::new(&[(1.0, 8e6), (1.0, 1e6)]).expect("valid"));
+        let d = Delayed::new(inner, 0.5);
+        assert_eq!(d.capacity_at(0.2), 8e6);
+        assert_eq!(d.capacity_at(1.7), 1e6);
+        assert!((d.bits_between(0.0, 2.5) - (0.5 * 8e6 + 8e6 + 1e6)).abs() < 1e-3);
+        // 5 Mbit from 0.25: 2 Mbit before the lead, then 3 Mbit of the 8 Mbit/s step.
+        let end = d.transfer_end(0.25, 5e6).expect("ends");
+        assert!((end - (0.5 + 3.0 / 8.0)).abs() < 1e-9, "{end}");
+        assert!((d.transfer_end(1.6, 0.5e6).expect("ends") - 2.1).abs() < 1e-9);
     }
 }

@@ -1,0 +1,168 @@
+//! The whole system on one machine: an edge server, the trace-driven link emulator in front of
+//! it, and the agent connected through the emulator, all on loopback. `offload demo`,
+//! `offload compare` and the end-to-end tests run the real system this way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use offload_controller::Policy;
+use offload_sim::{FrameRecord, Summary};
+use offload_transport::emulator::{
+    CapacitySchedule, ConstantRate, Delayed, Emulator, EmulatorConfig, EmulatorError,
+    EmulatorStats, LinkConfig,
+};
+use offload_transport::{
+    AgentClient, AuthToken, ClientConfig, EdgeServer, FrameHandler, ServerError, ServerIdentity,
+    ServerLimits, ServerTrust, StatsSnapshot, TlsError, TokenError, TransportError,
+};
+
+use crate::battery::BatterySource;
+use crate::model::DeviceModel;
+use crate::run::{AgentConfig, AgentError, AgentEvents, LabelledInput, run_agent};
+
+/// The emulated link between agent and server.
+#[derive(Clone)]
+pub struct LoopbackLink {
+    /// Uplink capacity over time; its time zero is the capture of the first frame.
+    pub uplink: Arc<dyn CapacitySchedule>,
+    /// Fixed downlink rate, bit/s.
+    pub downlink_bps: f64,
+    /// One-way propagation delay of each direction, seconds.
+    pub one_way_s: f64,
+    /// Drop-tail queue of the uplink, bytes.
+    pub queue_bytes: u64,
+    /// How long before the first frame the relay starts (the QUIC handshake crosses the link at
+    /// the uplink's initial rate meanwhile), seconds.
+    pub lead_s: f64,
+}
+
+impl std::fmt::Debug for LoopbackLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackLink")
+            .field("downlink_bps", &self.downlink_bps)
+            .field("one_way_s", &self.one_way_s)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("lead_s", &self.lead_s)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a loopback run produced.
+#[derive(Debug)]
+pub struct LoopbackRun {
+    /// Per-frame records, in frame order.
+    pub records: Vec<FrameRecord>,
+    /// Their summary.
+    pub summary: Summary,
+    /// The server's counters at the end.
+    pub server: StatsSnapshot,
+    /// The emulator's counters at the end.
+    pub emulator: EmulatorStats,
+    /// How late the first frame started after the uplink schedule's time zero, seconds.
+    pub start_skew_s: f64,
+}
+
+/// Why a loopback run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopbackError {
+    /// The server's certificate could not be made.
+    #[error("loopback server identity: {0}")]
+    Identity(#[from] TlsError),
+    /// The token was rejected before use.
+    #[error("loopback token: {0}")]
+    Token(#[from] TokenError),
+    /// The server did not start.
+    #[error("loopback server: {0}")]
+    Server(#[from] ServerError),
+    /// The emulator did not start.
+    #[error("loopback emulator: {0}")]
+    Emulator(#[from] EmulatorError),
+    /// The agent could not connect through the emulator.
+    #[error("loopback agent connection: {0}")]
+    Connect(#[from] TransportError),
+    /// The agent failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// Starts a server running `handler`, an emulator shaped by `link` in front of it and an agent
+/// running `model` through it; runs the agent over `inputs` and shuts everything down.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
+    model: Arc<M>,
+    handler: Arc<H>,
+    link: LoopbackLink,
+    policy: Box<dyn Policy>,
+    inputs: Vec<LabelledInput<M::Input>>,
+    config: AgentConfig,
+    client_config: ClientConfig,
+    battery: Box<dyn BatterySource>,
+    events: &mut dyn AgentEvents,
+) -> Result<LoopbackRun, LoopbackError> {
+    let identity = ServerIdentity::generate(&["localhost"])?;
+    let token = AuthToken::new(format!("loopback-{}", std::process::id()).into_bytes())?;
+    let server = EdgeServer::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &identity,
+        token.clone(),
+        handler,
+        ServerLimits::default(),
+    )?;
+    let mut emu = EmulatorConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), server.local_addr());
+    emu.uplink = LinkConfig {
+        delay: link.one_way_s,
+        queue_bytes: link.queue_bytes,
+        ..LinkConfig::default()
+    };
+    emu.downlink = LinkConfig {
+        delay: link.one_way_s,
+        ..LinkConfig::default()
+    };
+    let uplink = Delayed::new(link.uplink.clone(), link.lead_s);
+    let downlink = ConstantRate {
+        bps: link.downlink_bps,
+    };
+    let emulator = Emulator::start(emu, Arc::new(uplink), Arc::new(downlink)).await?;
+    let connected = AgentClient::connect(
+        emulator.local_addr(),
+        "localhost",
+        ServerTrust::Pinned(identity.fingerprint()),
+        token,
+        client_config,
+    )
+    .await;
+    let client = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            server.shutdown(Duration::from_millis(100)).await;
+            emulator.stop();
+            return Err(e.into());
+        }
+    };
+    let zero = emulator.started_at() + Duration::from_secs_f64(link.lead_s);
+    tokio::time::sleep_until(zero.into()).await;
+    let start_skew_s = zero.elapsed().as_secs_f64();
+    let out = run_agent(
+        model,
+        Some(Arc::new(client)),
+        policy,
+        inputs,
+        config,
+        battery,
+        events,
+    )
+    .await;
+    let server_stats = server.stats();
+    let emulator_stats = emulator.stats();
+    server.shutdown(Duration::from_millis(500)).await;
+    emulator.stop();
+    let (records, summary) = out?;
+    Ok(LoopbackRun {
+        records,
+        summary,
+        server: server_stats,
+        emulator: emulator_stats,
+        start_skew_s,
+    })
+}

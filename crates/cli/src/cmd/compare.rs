@@ -1,0 +1,529 @@
+//! `offload compare`: the simulator and the real system (server, link emulator and agent on
+//! loopback) on the same trace, policy and profile, frame by frame.
+//!
+//! Both runs see the same frames: the agent encodes the Fashion-MNIST test images in order, and
+//! the simulator replays those frames' exact uplink sizes (codec bytes plus the protocol's and
+//! QUIC's overhead, [`WireOverhead`]) with a payload efficiency of 1. The emulator's uplink
+//! follows the trace from the first frame's capture, with the simulator's propagation delay.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use offload_agent::compare::{Comparison, EstimateError, FrameRows, replay_estimates, wire_sizes};
+use offload_agent::loopback::{LoopbackLink, LoopbackRun, run_loopback};
+use offload_agent::{AgentEvents, SimulatedBattery};
+use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
+use offload_controller::{Decision, Observation, Profile};
+use offload_sim::output::{FramesCsv, write_json};
+use offload_sim::trace::{LoadOptions, Trace};
+use offload_sim::{FrameRecord, SimConfig, simulate_with};
+use offload_transport::ClientConfig;
+use serde::Serialize;
+
+use super::agent::{agent_config, load_inputs};
+use super::common::{SimSettings, scale_trace};
+
+/// Arguments of `offload compare`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Uplink traces, in any format `offload trace` reads; each is run simulated and emulated.
+    #[arg(long, required = true, num_args = 1..)]
+    trace: Vec<PathBuf>,
+    /// Folder of the trained model.
+    #[arg(long, default_value = "models/fmnist")]
+    model: PathBuf,
+    /// Profile of the model, as `offload profile` writes it.
+    #[arg(long, default_value = "profiles/fmnist.toml")]
+    profile: PathBuf,
+    /// Policy preset or policy .toml file.
+    #[arg(long, default_value = "deadline-aware")]
+    policy: String,
+    /// Folder with the Fashion-MNIST files.
+    #[arg(long, default_value = offload_model::data::DEFAULT_FASHION_MNIST_DIR)]
+    data: PathBuf,
+    /// Multiply every trace's capacity by this factor (the Fashion-MNIST frames are a few
+    /// hundred bytes: real cellular traces need scaling down to make the choice contested).
+    #[arg(long, default_value_t = 1.0)]
+    trace_scale: f64,
+    /// Drop-tail queue of the emulated uplink, bytes.
+    #[arg(long, default_value_t = 32 * 1024)]
+    queue_bytes: u64,
+    /// Downlink rate of the emulator, Mbit/s.
+    #[arg(long, default_value_t = 50.0)]
+    down_mbps: f64,
+    /// The throughput estimate is compared with the trace's mean capacity over this window
+    /// before each decision, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    capacity_window_s: f64,
+    /// Output folder: one subfolder per trace, and summary.md / summary.json over all.
+    #[arg(long, default_value = "out/compare")]
+    out: PathBuf,
+    /// Run settings (`--duration` defaults to 60 s here).
+    #[command(flatten)]
+    settings: SimSettings,
+}
+
+/// The estimators whose error is reported besides the controller's own.
+const ESTIMATORS: [&str; 3] = ["ewma:1", "harmonic:5", "robust:5"];
+
+/// One trace's results.
+#[derive(Debug, Serialize)]
+struct TraceResult {
+    trace: String,
+    seconds: f64,
+    mean_mbps: f64,
+    comparison: Comparison,
+    /// Error of the estimate each controller held at each decision.
+    sim_estimate_error: EstimateError,
+    emu_estimate_error: EstimateError,
+    /// Each estimator's error: in the simulator in its own closed loop, in the emulated run
+    /// replayed over the delivery samples of the run.
+    sim_estimator_errors: Vec<(String, EstimateError)>,
+    emu_estimator_errors: Vec<(String, EstimateError)>,
+    /// Uplink bytes the emulator carried, and the wire bytes the agent's overhead model
+    /// predicts for the frames it sent (the difference: handshake, keep-alives, model error).
+    emulator_uplink_bytes: u64,
+    modelled_uplink_bytes: u64,
+    emulator_queue_drops: u64,
+    start_skew_s: f64,
+}
+
+/// Runs `offload compare`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut sim = args.settings.to_config()?;
+    let seconds = args.settings.duration.unwrap_or(60.0);
+    anyhow::ensure!(
+        args.capacity_window_s > 0.0 && args.capacity_window_s.is_finite(),
+        "--capacity-window-s must be positive"
+    );
+    anyhow::ensure!(
+        args.down_mbps > 0.0 && args.down_mbps.is_finite(),
+        "--down-mbps must be positive"
+    );
+    // The simulator carries the exact wire bytes of each frame: no further efficiency factor.
+    sim.link.payload_efficiency = 1.0;
+    let most = (seconds * sim.fps).floor().max(1.0) as usize;
+    let (model, profile, inputs) = load_inputs(&args.model, &args.profile, &args.data, most)?;
+    let device = SplitDevice::new(model.clone());
+    let overhead = ClientConfig::default().overhead;
+    let images: Vec<Vec<u8>> = inputs.iter().map(|(image, _)| image.clone()).collect();
+    let wire_rows = wire_sizes(&device, &images, overhead)
+        .map_err(|e| anyhow::anyhow!("encoding the test images: {e}"))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut results = Vec::new();
+    for path in &args.trace {
+        let trace = Trace::load(path, &LoadOptions::default())
+            .with_context(|| format!("reading trace {}", path.display()))?;
+        let trace = scale_trace(trace, args.trace_scale)?;
+        let secs = seconds.min(trace.duration());
+        let n = ((secs * sim.fps).floor() as usize).clamp(1, most);
+        let mut config = sim.clone();
+        config.duration_s = Some(n as f64 / config.fps);
+        let out = args.out.join(if args.trace_scale == 1.0 {
+            stem(path)
+        } else {
+            format!("{}-x{}", stem(path), args.trace_scale)
+        });
+        println!(
+            "{}: {n} frames ({:.0} s, mean {:.2} Mbit/s) with {}",
+            trace.name(),
+            n as f64 / config.fps,
+            trace.mean_bps() / 1e6,
+            args.policy
+        );
+        let sim_records = simulate_rows(&trace, &profile, &wire_rows[..n], &args.policy, &config)?;
+        let (mut emu, log) = emulate(
+            &args,
+            &trace,
+            model.clone(),
+            &profile,
+            inputs[..n].to_vec(),
+            &config,
+        )?;
+        for r in &mut emu.records {
+            // For analysis only; the agent never sees the trace.
+            r.capacity_bps = trace.capacity_at(r.decided_at);
+        }
+        let result = analyse(
+            &args,
+            &trace,
+            &profile,
+            &wire_rows[..n],
+            &config,
+            &sim_records,
+            &emu,
+            &log,
+        )?;
+        write_run(
+            &out,
+            &sim_records,
+            &emu.records,
+            &trace,
+            args.capacity_window_s,
+        )?;
+        write_json(&out.join("summary.json"), &result)?;
+        print_result(&result);
+        results.push(result);
+    }
+    write_json(&args.out.join("summary.json"), &results)?;
+    let md = markdown(&results, &args, &sim);
+    std::fs::write(args.out.join("summary.md"), &md)
+        .with_context(|| format!("writing {}/summary.md", args.out.display()))?;
+    println!("wrote {}/summary.md", args.out.display());
+    Ok(())
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trace".into())
+}
+
+fn simulate_rows(
+    trace: &Trace,
+    profile: &Profile,
+    rows: &[Vec<u64>],
+    policy: &str,
+    config: &SimConfig,
+) -> anyhow::Result<Vec<FrameRecord>> {
+    let policy = offload_policies::load_preset(policy)?.build();
+    let mut records = Vec::with_capacity(rows.len());
+    simulate_with(trace, profile, FrameRows::new(rows), policy, config, |r| {
+        records.push(r.clone())
+    });
+    Ok(records)
+}
+
+/// Keeps every observation and shows progress.
+struct Log {
+    observations: Vec<(f64, Observation)>,
+    bar: ProgressBar,
+}
+
+impl AgentEvents for Log {
+    fn decided(&mut self, frame: u64, decision: Decision, estimate_bps: f64) {
+        self.bar.set_position(frame + 1);
+        self.bar.set_message(format!(
+            "{decision:<10} estimate {:>6.2} Mbit/s",
+            estimate_bps / 1e6
+        ));
+    }
+
+    fn observed(&mut self, at: f64, observation: &Observation) {
+        self.observations.push((at, *observation));
+    }
+}
+
+fn emulate(
+    args: &Args,
+    trace: &Trace,
+    model: Arc<offload_model::SplitModel>,
+    profile: &Profile,
+    inputs: Vec<(Vec<u8>, Option<u32>)>,
+    config: &SimConfig,
+) -> anyhow::Result<(LoopbackRun, Vec<(f64, Observation)>)> {
+    let bar = ProgressBar::new(inputs.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "  emulated {bar:30} {pos}/{len} frames  {msg}",
+    )?);
+    let mut log = Log {
+        observations: Vec::new(),
+        bar: bar.clone(),
+    };
+    let link = LoopbackLink {
+        uplink: Arc::new(TraceSchedule(trace.clone())),
+        downlink_bps: args.down_mbps * 1e6,
+        one_way_s: config.link.rtt_s / 2.0,
+        queue_bytes: args.queue_bytes,
+        lead_s: 1.0,
+    };
+    let policy = offload_policies::load_preset(&args.policy)?.build();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let run = runtime.block_on(run_loopback(
+        Arc::new(SplitDevice::new(model.clone())),
+        Arc::new(SplitHandler::new(model)),
+        link,
+        policy,
+        inputs,
+        agent_config(config, profile),
+        ClientConfig::default(),
+        Box::new(SimulatedBattery::new(config.battery)),
+        &mut log,
+    ))?;
+    bar.finish_and_clear();
+    let mut observations = log.observations;
+    observations.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok((run, observations))
+}
+
+/// Mean capacity of the trace over `window` seconds before `t` (from 0 early on).
+fn trailing_capacity(trace: &Trace, t: f64, window: f64) -> f64 {
+    let from = (t - window).max(0.0);
+    if t - from < 1e-6 {
+        return trace.capacity_at(t);
+    }
+    trace.bits_between(from, t) / (t - from)
+}
+
+fn estimate_pairs<'a>(
+    records: &'a [FrameRecord],
+    trace: &'a Trace,
+    window: f64,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
+    records
+        .iter()
+        .filter(|r| r.decision != "skipped")
+        .map(move |r| {
+            (
+                r.estimate_bps,
+                trailing_capacity(trace, r.decided_at, window),
+            )
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    args: &Args,
+    trace: &Trace,
+    profile: &Profile,
+    rows: &[Vec<u64>],
+    config: &SimConfig,
+    sim: &[FrameRecord],
+    emu: &LoopbackRun,
+    log: &[(f64, Observation)],
+) -> anyhow::Result<TraceResult> {
+    let window = args.capacity_window_s;
+    let decided: Vec<&FrameRecord> = emu
+        .records
+        .iter()
+        .filter(|r| r.decision != "skipped")
+        .collect();
+    let times: Vec<f64> = decided.iter().map(|r| r.decided_at).collect();
+    let mut sim_estimator_errors = Vec::new();
+    let mut emu_estimator_errors = Vec::new();
+    for name in ESTIMATORS {
+        let estimator = super::common::parse_estimator(name)?;
+        let mut c = config.clone();
+        c.controller.estimator = estimator.clone();
+        let records = simulate_rows(trace, profile, rows, &args.policy, &c)?;
+        sim_estimator_errors.push((
+            name.to_owned(),
+            EstimateError::of(estimate_pairs(&records, trace, window)),
+        ));
+        let replayed = replay_estimates(&estimator, log, &times);
+        emu_estimator_errors.push((
+            name.to_owned(),
+            EstimateError::of(
+                replayed
+                    .iter()
+                    .zip(&times)
+                    .map(|(&e, &t)| (e, trailing_capacity(trace, t, window))),
+            ),
+        ));
+    }
+    let modelled_uplink_bytes = log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Observation::Sent { bytes, .. } => Some(*bytes),
+            _ => None,
+        })
+        .sum();
+    Ok(TraceResult {
+        trace: trace.name().to_owned(),
+        seconds: sim.len() as f64 / config.fps,
+        mean_mbps: trace.mean_bps() / 1e6,
+        comparison: Comparison::of(sim, &emu.records),
+        sim_estimate_error: EstimateError::of(estimate_pairs(sim, trace, window)),
+        emu_estimate_error: EstimateError::of(estimate_pairs(&emu.records, trace, window)),
+        sim_estimator_errors,
+        emu_estimator_errors,
+        emulator_uplink_bytes: emu.emulator.uplink.delivered_bytes,
+        modelled_uplink_bytes,
+        emulator_queue_drops: emu.emulator.uplink.queue_drops,
+        start_skew_s: emu.start_skew_s,
+    })
+}
+
+fn write_run(
+    out: &Path,
+    sim: &[FrameRecord],
+    emu: &[FrameRecord],
+    trace: &Trace,
+    window: f64,
+) -> anyhow::Result<()> {
+    for (dir, records) in [("sim", sim), ("emu", emu)] {
+        let d = out.join(dir);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        let mut csv = FramesCsv::create(&d.join("frames.csv"))?;
+        for r in records {
+            csv.write(r)?;
+        }
+        csv.finish()?;
+    }
+    let path = out.join("frames.csv");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(
+        w,
+        "frame,captured_at,sim_decision,emu_decision,agree,sim_met,emu_met,sim_latency,emu_latency,sim_estimate_bps,emu_estimate_bps,capacity_bps,window_capacity_bps"
+    )?;
+    let latency = |r: &FrameRecord| r.latency.map(|l| format!("{l:.6}")).unwrap_or_default();
+    for (s, e) in sim.iter().zip(emu) {
+        writeln!(
+            w,
+            "{},{:.6},{},{},{},{},{},{},{},{:.0},{:.0},{:.0},{:.0}",
+            s.frame,
+            s.captured_at,
+            s.decision,
+            e.decision,
+            s.decision == e.decision,
+            s.met_deadline,
+            e.met_deadline,
+            latency(s),
+            latency(e),
+            s.estimate_bps,
+            e.estimate_bps,
+            trace.capacity_at(s.decided_at),
+            trailing_capacity(trace, s.decided_at, window),
+        )?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print_result(r: &TraceResult) {
+    let c = &r.comparison;
+    println!(
+        "  agreement {:.1} % (within one layer {:.1} %); misses sim {:.2} % vs emulated {:.2} %; offloaded {:.1} % vs {:.1} %, mean layers {:.2} vs {:.2}",
+        100.0 * c.agreement,
+        100.0 * c.agreement_within_one_layer,
+        100.0 * c.sim.miss_rate,
+        100.0 * c.emu.miss_rate,
+        100.0 * c.sim.offload_fraction,
+        100.0 * c.emu.offload_fraction,
+        c.sim.mean_layers,
+        c.emu.mean_layers,
+    );
+    println!(
+        "  estimate error (|rel| mean/median, bias): sim {:.2}/{:.2}, {:+.2}; emulated {:.2}/{:.2}, {:+.2}; uplink bytes emulator {} vs modelled {}",
+        r.sim_estimate_error.mean_abs_rel,
+        r.sim_estimate_error.median_abs_rel,
+        r.sim_estimate_error.bias,
+        r.emu_estimate_error.mean_abs_rel,
+        r.emu_estimate_error.median_abs_rel,
+        r.emu_estimate_error.bias,
+        r.emulator_uplink_bytes,
+        r.modelled_uplink_bytes,
+    );
+    for d in c.divergences.iter().take(3) {
+        println!(
+            "  diverged {:.2}-{:.2} s ({} frames): sim {} at {:.2} Mbit/s, emulated {} at {:.2} Mbit/s",
+            d.start_s,
+            d.end_s,
+            d.frames(),
+            d.sim_decision,
+            d.sim_estimate_bps / 1e6,
+            d.emu_decision,
+            d.emu_estimate_bps / 1e6,
+        );
+    }
+}
+
+fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
+    let mut s = String::new();
+    let est = |e: &EstimateError| {
+        format!(
+            "{:.2} / {:.2} / {:+.2}",
+            e.mean_abs_rel, e.median_abs_rel, e.bias
+        )
+    };
+    s.push_str(&format!(
+        "Policy `{}`, profile `{}`, {} fps, deadline {:.0} ms, RTT {:.0} ms, emulator queue {} B.\n\n",
+        args.policy,
+        args.profile.display(),
+        sim.fps,
+        sim.deadline_s * 1e3,
+        sim.link.rtt_s * 1e3,
+        args.queue_bytes
+    ));
+    s.push_str("| trace | s | mean Mbit/s | agreement | within 1 layer | misses sim | misses emulated | offloaded sim / emu | mean k sim / emu | p95 latency sim / emu (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        let c = &r.comparison;
+        s.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.1} % | {:.1} % | {:.2} % | {:.2} % | {:.1} / {:.1} % | {:.2} / {:.2} | {:.0} / {:.0} |\n",
+            r.trace,
+            r.seconds,
+            r.mean_mbps,
+            100.0 * c.agreement,
+            100.0 * c.agreement_within_one_layer,
+            100.0 * c.sim.miss_rate,
+            100.0 * c.emu.miss_rate,
+            100.0 * c.sim.offload_fraction,
+            100.0 * c.emu.offload_fraction,
+            c.sim.mean_layers,
+            c.emu.mean_layers,
+            1e3 * c.sim.latency_p95,
+            1e3 * c.emu.latency_p95,
+        ));
+    }
+    s.push_str(&format!(
+        "\nThroughput estimate at each decision vs the trace's mean capacity over the {} s before it: |relative error| mean / median / bias.\n\n",
+        args.capacity_window_s
+    ));
+    s.push_str("| trace | controller, sim | controller, emulated |");
+    for name in ESTIMATORS {
+        s.push_str(&format!(" {name} sim | {name} emulated |"));
+    }
+    s.push_str("\n|---|---|---|");
+    for _ in ESTIMATORS {
+        s.push_str("---|---|");
+    }
+    s.push('\n');
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {} | {} |",
+            r.trace,
+            est(&r.sim_estimate_error),
+            est(&r.emu_estimate_error)
+        ));
+        for ((_, a), (_, b)) in r.sim_estimator_errors.iter().zip(&r.emu_estimator_errors) {
+            s.push_str(&format!(" {} | {} |", est(a), est(b)));
+        }
+        s.push('\n');
+    }
+    s.push_str("\nLongest stretches of disagreement:\n\n| trace | from s | to s | frames | sim | emulated | sim estimate Mbit/s | emulated estimate Mbit/s |\n|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        for d in r.comparison.divergences.iter().take(3) {
+            s.push_str(&format!(
+                "| {} | {:.2} | {:.2} | {} | {} | {} | {:.3} | {:.3} |\n",
+                r.trace,
+                d.start_s,
+                d.end_s,
+                d.frames(),
+                d.sim_decision,
+                d.emu_decision,
+                d.sim_estimate_bps / 1e6,
+                d.emu_estimate_bps / 1e6
+            ));
+        }
+    }
+    s.push_str("\nUplink bytes: emulator-counted vs modelled for the frames sent (the rest: handshake, keep-alives, reply acknowledgements beyond the model):\n\n| trace | emulator | modelled | ratio | queue drops | start skew ms |\n|---|---|---|---|---|---|\n");
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {} | {:.2} |\n",
+            r.trace,
+            r.emulator_uplink_bytes,
+            r.modelled_uplink_bytes,
+            r.emulator_uplink_bytes as f64 / r.modelled_uplink_bytes.max(1) as f64,
+            r.emulator_queue_drops,
+            1e3 * r.start_skew_s
+        ));
+    }
+    s
+}

@@ -1,0 +1,87 @@
+//! What a frame costs on the uplink beyond its layers.
+//!
+//! The controller plans with bytes on the link, and on this protocol the fixed costs of a frame
+//! are not small next to its layers: a Fashion-MNIST base layer is ~160 bytes, and the frame
+//! header, the record length prefixes, QUIC's packet header, its AEAD tag and STREAM framing,
+//! and the acknowledgement the agent sends for the reply add roughly another 100. Planning with
+//! the codec's bytes alone makes a small frame look twice as cheap as it is.
+
+use crate::wire::{FRAME_FIXED_LEN, LAYER_PREFIX_LEN};
+
+/// A model of the uplink bytes (UDP payloads) a frame puts on the link.
+///
+/// `wire_bytes(s) = s + packets(s) · per_packet + per_frame`, where `s` is the frame's stream
+/// bytes (fixed header, codec header, and per layer its length prefix and body) and
+/// `packets(s) = ⌈s / (max_udp_payload − per_packet)⌉`. IP and UDP headers are not counted,
+/// like the link emulator, which charges UDP payloads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WireOverhead {
+    /// QUIC bytes per packet around the stream data: the short header (flags, the server's
+    /// 8-byte connection id, the packet number), the 16-byte AEAD tag, and the STREAM frame's
+    /// type, stream id and length, plus the ACK frame usually carried along.
+    pub per_packet: u64,
+    /// Largest UDP payload of a packet (quinn's initial MTU).
+    pub max_udp_payload: u64,
+    /// Uplink bytes per frame outside its data packets: the ACK-only packet the agent sends for
+    /// the server's reply.
+    pub per_frame: u64,
+}
+
+impl Default for WireOverhead {
+    /// quinn 0.11 with its default 8-byte connection ids and 1200-byte initial MTU; `per_packet`
+    /// and `per_frame` checked against the emulator's byte counts (docs/results/emulation.md).
+    fn default() -> Self {
+        Self {
+            per_packet: 40,
+            max_udp_payload: 1200,
+            per_frame: 32,
+        }
+    }
+}
+
+impl WireOverhead {
+    /// Uplink bytes for `stream_bytes` of one frame's stream.
+    pub fn wire_bytes(&self, stream_bytes: u64) -> u64 {
+        let room = self.max_udp_payload.saturating_sub(self.per_packet).max(1);
+        let packets = stream_bytes.div_ceil(room).max(1);
+        stream_bytes + packets * self.per_packet + self.per_frame
+    }
+
+    /// Stream bytes of a frame with a `header_len`-byte codec header and the given layers.
+    pub fn stream_bytes(header_len: u64, layer_lens: impl IntoIterator<Item = u64>) -> u64 {
+        FRAME_FIXED_LEN as u64
+            + header_len
+            + layer_lens
+                .into_iter()
+                .map(|l| l + LAYER_PREFIX_LEN as u64)
+                .sum::<u64>()
+    }
+
+    /// `out[k-1]` = uplink bytes of sending the codec header and the first `k` layers.
+    pub fn cumulative(&self, header_len: u64, layer_lens: &[u64]) -> Vec<u64> {
+        (1..=layer_lens.len())
+            .map(|k| {
+                self.wire_bytes(Self::stream_bytes(
+                    header_len,
+                    layer_lens[..k].iter().copied(),
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_frames_pay_one_packet_large_ones_one_per_mtu() {
+        let o = WireOverhead::default();
+        let one = o.cumulative(20, &[140]);
+        assert_eq!(one, vec![22 + 20 + 4 + 140 + 40 + 32]);
+        // 3 × 1000-byte layers: 3054 stream bytes over 1160-byte packet payloads = 3 packets.
+        let big = o.cumulative(20, &[1000, 1000, 1000]);
+        assert_eq!(big[2], 3054 + 3 * 40 + 32);
+        assert!(big.windows(2).all(|w| w[0] < w[1]));
+    }
+}
