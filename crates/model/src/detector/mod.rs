@@ -60,7 +60,8 @@ pub fn default_model_dir() -> Option<PathBuf> {
     Some(cache.join("detector/converted"))
 }
 
-/// One detected object in pixels of the frame it was found in.
+/// One detected object in pixels of the frame it was found in. Boxes are not clipped to the frame
+/// (the graph's `DetectionOutput` does not clip); clamp them for display.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Detection {
     /// COCO class id (1–90, as in the TF label map; 0 is background and never reported).
