@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Tensor;
 use offload_model::detector::{Detection, Detector, default_model_dir};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -160,10 +161,28 @@ fn compare(
     }
 }
 
-/// The differentiable server half (for distillation) must give the fast path's head outputs.
-fn check_autograd_path(detector: &Detector, rgb: &[u8], width: usize, height: usize) {
+/// The split API on a real frame: a batch encodes like its images one by one, and the
+/// differentiable server half (for distillation) gives the fast path's head outputs.
+fn check_split_api(detector: &Detector, rgb: &[u8], width: usize, height: usize) {
     let x = detector.preprocess(rgb, width, height).expect("preprocess");
     let split = detector.encode_to_split(&x).expect("encoder");
+    let flipped = x
+        .flip(&[3])
+        .expect("flip")
+        .contiguous()
+        .expect("contiguous");
+    let batch = Tensor::cat(&[&flipped, &x], 0).expect("batch");
+    let batch_split = detector.encode_to_split(&batch).expect("batched encoder");
+    assert_eq!(batch_split.dims(), [2, 96, 19, 19]);
+    let second = batch_split
+        .get(1)
+        .expect("second")
+        .unsqueeze(0)
+        .expect("unsqueeze");
+    let diff = (&second - &split)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("difference");
+    assert!(diff <= 1e-6, "batched encoding differs by {diff}");
     let fast = detector.predict_from_split(&split).expect("fast head");
     let (boxes, logits) = detector
         .predict_from_split_autograd(&split)
@@ -220,7 +239,7 @@ fn candle_detections_match_opencv_reference() {
             .expect("detector runs");
         let same_pixels = format!("{:x}", Sha256::digest(rgb.as_raw())) == image.rgb_sha256;
         if same_pixels && !autograd_checked {
-            check_autograd_path(&detector, rgb.as_raw(), image.width, image.height);
+            check_split_api(&detector, rgb.as_raw(), image.width, image.height);
             autograd_checked = true;
         }
         let (tol, out) = if same_pixels {

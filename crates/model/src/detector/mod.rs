@@ -166,10 +166,25 @@ impl Detector {
         Ok(Tensor::from_vec(x, INPUT_SHAPE.as_slice(), &Device::Cpu)?)
     }
 
-    /// Device half: a preprocessed image (1, 3, 300, 300) → the split tensor (1, 96, 19, 19).
-    pub fn encode_to_split(&self, image: &Tensor) -> Result<Tensor, DetectorError> {
-        check_shape("image", image, &INPUT_SHAPE)?;
-        Ok(self.encoder.forward(&image.squeeze(0)?)?.unsqueeze(0)?)
+    /// Device half: preprocessed images (B, 3, 300, 300) → split tensors (B, 96, 19, 19), one
+    /// image at a time through the inference kernels.
+    pub fn encode_to_split(&self, images: &Tensor) -> Result<Tensor, DetectorError> {
+        let dims = images.dims();
+        if dims.len() != 4
+            || dims[0] == 0
+            || dims[1..] != INPUT_SHAPE[1..]
+            || images.dtype() != candle_core::DType::F32
+        {
+            return Err(DetectorError::InputShape {
+                what: "image",
+                found: dims.to_vec(),
+                expected: INPUT_SHAPE.to_vec(),
+            });
+        }
+        let features = (0..dims[0])
+            .map(|b| self.encoder.forward(&images.get(b)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&features, 0)?)
     }
 
     /// Server half up to the raw head outputs (box encodings and class logits of all anchors).
