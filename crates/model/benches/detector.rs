@@ -8,7 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use offload_model::detector::{Detector, default_model_dir};
 
 fn detector(c: &mut Criterion) {
-    let Some(model_dir) = default_model_dir().filter(|d| d.is_dir()) else {
+    let Some(model_dir) = Some(default_model_dir()).filter(|d| d.is_dir()) else {
         eprintln!("detector bench skipped: no converted model (run scripts/install-detector.sh)");
         return;
     };

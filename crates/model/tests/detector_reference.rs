@@ -73,7 +73,7 @@ fn fixture() -> Fixture {
 
 /// The converted model's directory, or `None` (skip) when it is not installed outside CI.
 fn installed_model() -> Option<PathBuf> {
-    let dir = default_model_dir().filter(|d| d.is_dir());
+    let dir = Some(default_model_dir()).filter(|d| d.is_dir());
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     match dir {
         Some(d) => Some(d),
@@ -82,8 +82,8 @@ fn installed_model() -> Option<PathBuf> {
         ),
         None => {
             eprintln!(
-                "SKIPPED detector_reference: no converted detector in {:?}; run scripts/install-detector.sh",
-                default_model_dir()
+                "SKIPPED detector_reference: no converted detector in {}; run scripts/install-detector.sh",
+                default_model_dir().display()
             );
             None
         }

@@ -25,11 +25,7 @@ pub struct Args {
 
 /// Loads the detector once and prints the detections of every image.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = match args.model {
-        Some(dir) => dir,
-        None => default_model_dir()
-            .context("neither --model nor $HOME/$OFFLOAD_CACHE to find the converted model")?,
-    };
+    let model = args.model.unwrap_or_else(default_model_dir);
     let started = Instant::now();
     let detector = Detector::load(&model).with_context(|| {
         format!(

@@ -50,14 +50,11 @@ pub const SPLIT_SHAPE: [usize; 4] = [1, SPLIT_CHANNELS, SPLIT_SIZE, SPLIT_SIZE];
 /// Shape of a preprocessed image, (batch, channels, rows, columns).
 pub const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT_SIZE, INPUT_SIZE];
 
-/// Where `scripts/install-detector.sh` puts the converted model: `$OFFLOAD_CACHE/detector/converted`,
-/// `$OFFLOAD_CACHE` defaulting to `$HOME/.cache/offload`. `None` without either variable.
-pub fn default_model_dir() -> Option<PathBuf> {
-    let cache = match std::env::var_os("OFFLOAD_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/offload"),
-    };
-    Some(cache.join("detector/converted"))
+/// Where `scripts/install-detector.sh` puts the converted model: `converted/` in
+/// [`crate::tf_import::detector_cache_dir`] (`$OFFLOAD_CACHE/detector`, else
+/// `$HOME/.cache/offload/detector`).
+pub fn default_model_dir() -> PathBuf {
+    crate::tf_import::detector_cache_dir().join("converted")
 }
 
 /// One detected object in pixels of the frame it was found in. Boxes are not clipped to the frame
