@@ -41,6 +41,8 @@ pub struct Link<'t> {
     trace: &'t Trace,
     config: LinkConfig,
     free_at: f64,
+    /// Trace segment where the previous transfer ended (speeds up the next lookup).
+    segment: usize,
 }
 
 impl<'t> Link<'t> {
@@ -50,6 +52,7 @@ impl<'t> Link<'t> {
             trace,
             config,
             free_at: f64::NEG_INFINITY,
+            segment: 0,
         }
     }
 
@@ -89,7 +92,7 @@ impl<'t> Link<'t> {
         let wire_bits = bytes as f64 * 8.0 / eff;
         let end = self
             .trace
-            .transfer_end(start, wire_bits)
+            .transfer_end_near(start, wire_bits, &mut self.segment)
             .unwrap_or(f64::INFINITY);
         if end <= cutoff {
             self.free_at = end;

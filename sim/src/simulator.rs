@@ -450,6 +450,22 @@ impl<'t> SimState<'t> {
     }
 }
 
+/// Writes `decision` as its `Display` form does, without the formatting machinery for the
+/// usual single-digit layer counts (it ran on every change of decision).
+fn write_decision(out: &mut String, decision: Decision) {
+    match decision {
+        Decision::Local => out.push_str("local"),
+        Decision::Offload { layers } if layers < 10 => {
+            out.push_str("offload:");
+            out.push(char::from(b'0' + layers as u8));
+        }
+        // Writing into a String cannot fail.
+        d => {
+            let _ = write!(out, "{d}");
+        }
+    }
+}
+
 /// Runs one trace with one profile and policy; calls `on_frame` for every frame in order and
 /// returns the summary. The same inputs always give the same records, bit for bit.
 ///
@@ -505,6 +521,8 @@ pub fn simulate_with(
     let mut written: Option<Option<Decision>> = None;
     let t0 = setup.t0;
     let mut next_battery_report = t0;
+    // Trace segment of the previous capacity lookup for the records (times only move forward).
+    let mut capacity_segment = 0usize;
 
     for i in 0..setup.n_frames {
         let captured = setup.captured(i);
@@ -542,7 +560,7 @@ pub fn simulate_with(
             record.energy_j = 0.0;
             record.battery = battery;
             record.estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
-            record.capacity_bps = state.link().capacity_at(start);
+            record.capacity_bps = trace.capacity_near(start, &mut capacity_segment);
             record.utility = state.skipped_utility(&setup);
             pending.push(
                 start,
@@ -565,8 +583,7 @@ pub fn simulate_with(
         let out = state.commit(&setup, &options, decided_at, decision, &mut pending);
         if written != Some(Some(decision)) {
             record.decision.clear();
-            // Writing into a String cannot fail.
-            let _ = write!(record.decision, "{decision}");
+            write_decision(&mut record.decision, decision);
             written = Some(Some(decision));
         }
         record.frame = i;
@@ -582,10 +599,29 @@ pub fn simulate_with(
         record.energy_j = out.energy_j;
         record.battery = state.battery_level();
         record.estimate_bps = estimate_bps;
-        record.capacity_bps = state.link().capacity_at(decided_at);
+        record.capacity_bps = trace.capacity_near(decided_at, &mut capacity_segment);
         record.utility = out.utility;
         summary.add(&record);
         on_frame(&record);
     }
     summary.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_text_is_the_display_form() {
+        let mut text = String::new();
+        for d in [0, 1, 7, 9, 10, 12, 255]
+            .map(|layers| Decision::Offload { layers })
+            .into_iter()
+            .chain([Decision::Local])
+        {
+            text.clear();
+            write_decision(&mut text, d);
+            assert_eq!(text, d.to_string());
+        }
+    }
 }

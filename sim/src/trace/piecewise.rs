@@ -259,6 +259,23 @@ impl Trace {
         self.time_grid.count_below(&self.starts[..n], off).max(1) - 1
     }
 
+    /// [`Self::segment_at`], first trying segment `hint` and the one after it: successive
+    /// lookups of a run move forward in time, so they usually land there (same result: the
+    /// segment holding `off` is unique).
+    #[inline]
+    fn segment_near(&self, off: f64, hint: usize) -> usize {
+        let n = self.rates.len();
+        if hint < n && self.starts[hint] <= off {
+            if off < self.starts[hint + 1] {
+                return hint;
+            }
+            if hint + 1 < n && off < self.starts[hint + 2] {
+                return hint + 1;
+            }
+        }
+        self.segment_at(off)
+    }
+
     /// Bits in `[0, off)` for an offset within one period.
     #[inline]
     fn cum_at(&self, off: f64) -> f64 {
@@ -271,6 +288,16 @@ impl Trace {
     pub fn capacity_at(&self, t: f64) -> f64 {
         let (_, off) = self.wrap(t);
         self.rates[self.segment_at(off)]
+    }
+
+    /// [`Self::capacity_at`] for a caller whose successive times mostly increase: `hint` is the
+    /// segment of its previous lookup and is updated (any value is correct, a close one fast).
+    #[inline]
+    pub fn capacity_near(&self, t: f64, hint: &mut usize) -> f64 {
+        let (_, off) = self.wrap(t);
+        let i = self.segment_near(off, *hint);
+        *hint = i;
+        self.rates[i]
     }
 
     /// Bits that can cross in `[t0, t1]` (the integral of capacity; wraps and counts whole
@@ -294,6 +321,14 @@ impl Trace {
     /// total capacity is zero, or `start`/`bits` is not finite.
     #[inline]
     pub fn transfer_end(&self, start: f64, bits: f64) -> Option<f64> {
+        self.transfer_end_near(start, bits, &mut 0)
+    }
+
+    /// [`Self::transfer_end`] for a caller whose successive transfers move forward in time (a
+    /// FIFO link): `hint` is the segment where its previous transfer ended and is updated (any
+    /// value gives the same result, a close one avoids the search).
+    #[inline]
+    pub fn transfer_end_near(&self, start: f64, bits: f64, hint: &mut usize) -> Option<f64> {
         if !start.is_finite() || bits.is_nan() {
             return None;
         }
@@ -307,7 +342,8 @@ impl Trace {
         }
         let period = self.duration();
         let (k, off) = self.wrap(start);
-        let i0 = self.segment_at(off);
+        let i0 = self.segment_near(off, *hint);
+        *hint = i0;
         let r0 = self.rates[i0];
         // Fast path (most frames): the transfer ends inside the segment it starts in.
         if r0 > 0.0 && off + bits / r0 <= self.starts[i0 + 1] {
@@ -321,6 +357,7 @@ impl Trace {
         let n = self.rates.len();
         // First segment whose end reaches `rem`; its start is below `rem`, so its rate is > 0.
         let i = self.bits_grid.count_below(&self.cum[1..=n], rem).min(n - 1);
+        *hint = i;
         let rate = self.rates[i];
         let tau = if rate > 0.0 {
             (self.starts[i] + (rem - self.cum[i]) / rate).min(self.starts[i + 1])
@@ -452,6 +489,47 @@ mod tests {
         assert_eq!(t.transfer_end(0.0, 6e6), Some(5.0));
         assert_eq!(t.transfer_end(f64::NAN, 1.0), None);
         assert_eq!(t.transfer_end(0.0, f64::INFINITY), None);
+    }
+
+    #[test]
+    fn hinted_lookups_equal_the_searches_whatever_the_hint() {
+        let t = step();
+        let times = [
+            -3.0,
+            0.0,
+            0.5,
+            1.999,
+            2.0,
+            2.5,
+            3.0,
+            3.9999,
+            4.0,
+            7.5,
+            13.0,
+            1e6 + 0.3,
+        ];
+        for hint in 0..5 {
+            for &start in &times {
+                let mut h = hint;
+                assert_eq!(t.capacity_near(start, &mut h), t.capacity_at(start));
+                assert!(h < t.len());
+                for bits in [0.0, 1.0, 5e5, 1e6, 2e6, 4e6, 6e6, 2e7] {
+                    let mut h = hint;
+                    let want = t.segment_search_transfer_end(start, bits);
+                    assert_eq!(t.transfer_end_near(start, bits, &mut h), want);
+                    // Left as it was when no segment was looked up (no bits to send).
+                    assert!(h < t.len() || h == hint);
+                }
+            }
+        }
+    }
+
+    impl Trace {
+        /// `transfer_end` with the segment found by the grid search alone, no hint.
+        fn segment_search_transfer_end(&self, start: f64, bits: f64) -> Option<f64> {
+            let mut far = usize::MAX;
+            self.transfer_end_near(start, bits, &mut far)
+        }
     }
 
     #[test]
