@@ -39,6 +39,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the SSD-MobileNetV2 COCO detector (candle) on images and print the detections.
     Detect(cmd::detect::Args),
+    /// Convert the SSD-MobileNetV2 frozen TF graph to safetensors + a manifest.
+    ConvertDetector(cmd::convert_detector::Args),
     /// Run the simulator and the emulated system on the same traces and compare them per frame.
     Compare(cmd::compare::Args),
 }
@@ -61,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Emulate(a) => cmd::emulate::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Detect(a) => cmd::detect::run(a),
+        Command::ConvertDetector(a) => cmd::convert_detector::run(a),
         Command::Compare(a) => cmd::compare::run(a),
     }
 }

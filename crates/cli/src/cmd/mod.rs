@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod common;
 pub mod compare;
+pub mod convert_detector;
 pub mod demo;
 pub mod detect;
 pub mod emulate;
