@@ -261,9 +261,11 @@ impl AgentClient {
         self.server
     }
 
-    /// The current connection's path statistics, if connected.
+    /// The current connection's path statistics, if connected. `None` too while a
+    /// (re)connection attempt holds the connection state: the agent's frame loop reads these
+    /// between frames and must never wait for the network.
     pub async fn path_stats(&self) -> Option<PathStats> {
-        let state = self.state.lock().await;
+        let state = self.state.try_lock().ok()?;
         state
             .conn
             .as_ref()
