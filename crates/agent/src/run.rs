@@ -96,8 +96,9 @@ struct Outcome {
 /// protocol's and QUIC's overhead ([`WireOverhead`]) — and learns the uplink's rate from the
 /// server's receive times as the link's service rate for each frame
 /// ([`FrameReply::link_sample`]), in the same wire bytes. Its round-trip time is the
-/// propagation RTT (QUIC's minimum RTT): the time a frame waits behind earlier ones is the
-/// policies' backlog and the rate's business, and a smoothed RTT would count it twice.
+/// propagation RTT ([`FrameReply::propagation_rtt`], the smaller of the server's and the
+/// agent's QUIC minimum RTT): the time a frame waits behind earlier ones is the policies'
+/// backlog and the rate's business, and a smoothed RTT would count it twice.
 pub async fn run_agent<M: DeviceModel>(
     model: Arc<M>,
     client: Option<Arc<AgentClient>>,

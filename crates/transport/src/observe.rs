@@ -116,7 +116,7 @@ pub const MIN_SERVICE_S: f64 = 0.5e-3;
 /// The server tells when the last received layer arrived and when the reply was written, both
 /// relative to the frame's first byte on the server's clock; the agent knows when it started
 /// sending and when the reply arrived. With `one_way` the propagation delay of each direction
-/// (half QUIC's minimum RTT), the last byte reached the server at
+/// (half the propagation RTT), the last byte reached the server at
 /// `arrival = reply_received − one_way − (reply_written − last_byte)` on the agent's clock,
 /// and the bottleneck, a FIFO, started serving the frame at the later of `send_start + one_way`
 /// (shifted by the propagation delay like `arrival`) and `previous_arrival`, the arrival of the
