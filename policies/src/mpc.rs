@@ -77,6 +77,8 @@ struct Action {
     holdable: bool,
     /// Highest utility a frame can get under this action.
     ceiling: f64,
+    /// Highest `ceiling` of the holdable actions up to this one.
+    ceiling_upto: f64,
 }
 
 /// The constants of one decision's device model: what every step of every plan shares.
@@ -238,6 +240,7 @@ impl Mpc {
             transfer: 0.0,
             holdable: true,
             ceiling: (local.accuracy.max(miss) - local_energy).max(miss),
+            ceiling_upto: f64::NEG_INFINITY,
         });
         for (i, o) in frame.offload.iter().enumerate() {
             let bits = o.bytes as f64 * 8.0;
@@ -258,10 +261,21 @@ impl Mpc {
                 } else {
                     f64::INFINITY
                 },
+                ceiling_upto: f64::NEG_INFINITY,
             });
         }
         if !(bounded && local.energy_j >= 0.0) {
             self.actions[0].ceiling = f64::INFINITY;
+        }
+        let mut upto = f64::NEG_INFINITY;
+        for a in &mut self.actions {
+            if a.ceiling.is_nan() {
+                a.ceiling = f64::INFINITY;
+            }
+            if a.holdable {
+                upto = upto.max(a.ceiling);
+            }
+            a.ceiling_upto = upto;
         }
     }
 }
@@ -302,6 +316,7 @@ impl Policy for Mpc {
             actions: &self.actions,
         };
         let actions = self.actions.len();
+        let horizon = self.times.len();
         let mut best = Best {
             score: f64::NEG_INFINITY,
             first: 0,
@@ -323,7 +338,12 @@ impl Policy for Mpc {
             let u0 = planner.step(&mut m0, 0, first);
             // Larger held actions first: they are usually the best and set the bound.
             for rest in (first..=last_holdable).rev() {
-                if !self.actions[rest].holdable {
+                let act = &self.actions[rest];
+                // No plan held with this action or a smaller one can win any more.
+                if !best.beaten_by(ceiling_sum(u0, act.ceiling_upto, horizon - 1), first) {
+                    break;
+                }
+                if !act.holdable {
                     continue;
                 }
                 if let Some(u) = planner.hold(m0, u0, rest, first, best)

@@ -17,7 +17,6 @@
 //! ([`crate::oracle`]) clones it to explore decision sequences. Both run the very same step code,
 //! so a schedule the oracle finds scores exactly the same when [`simulate`] replays it.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use offload_controller::{
@@ -98,36 +97,82 @@ impl ObservationSink for () {
 /// binary heap sifts on every push and pop.
 #[derive(Default)]
 struct Pending {
-    lanes: [VecDeque<(f64, u64, Observation)>; 2],
+    lanes: [Lane; 2],
     seq: u64,
 }
 
-impl ObservationSink for Pending {
+/// An observation waiting in a [`Lane`]: when the agent learns it, push number, what.
+type Entry = (f64, u64, Observation);
+
+/// A time-sorted queue in a plain vector: entries before `head` are consumed and dropped in bulk
+/// (when the lane empties, or when they outnumber the live ones), so a push at the back and a
+/// pop at the front are slice operations, without a ring buffer's index arithmetic.
+#[derive(Default)]
+struct Lane {
+    entries: Vec<Entry>,
+    head: usize,
+}
+
+impl Lane {
     #[inline]
+    fn front(&self) -> Option<&Entry> {
+        self.entries.get(self.head)
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<Entry> {
+        let entry = *self.entries.get(self.head)?;
+        self.head += 1;
+        if self.head == self.entries.len() {
+            self.entries.clear();
+            self.head = 0;
+        }
+        Some(entry)
+    }
+
+    /// Inserts after every entry at or before `entry`'s time (pushes at equal times keep their
+    /// order).
+    // Forced inline: as a call it spent more on moving the entry than on queueing it.
+    #[inline(always)]
+    fn push(&mut self, entry: Entry) {
+        let at = entry.0;
+        // Most pushes come in time order: append.
+        if self.entries[self.head..]
+            .last()
+            .is_none_or(|b| b.0.total_cmp(&at).is_le())
+        {
+            if self.head > 64 && self.head * 2 > self.entries.len() {
+                self.entries.drain(..self.head);
+                self.head = 0;
+            }
+            self.entries.push(entry);
+            return;
+        }
+        let mut index = self.entries.len();
+        while index > self.head && self.entries[index - 1].0.total_cmp(&at).is_gt() {
+            index -= 1;
+        }
+        self.entries.insert(index, entry);
+    }
+}
+
+impl ObservationSink for Pending {
+    #[inline(always)]
     fn push(&mut self, at: f64, obs: Observation) {
         let lane = match obs {
             Observation::Sent { .. } | Observation::Battery { .. } => 0,
             _ => 1,
         };
-        let queue = &mut self.lanes[lane];
         let seq = self.seq;
         self.seq += 1;
-        let mut index = queue.len();
-        while index > 0 && queue[index - 1].0.total_cmp(&at).is_gt() {
-            index -= 1;
-        }
-        if index == queue.len() {
-            queue.push_back((at, seq, obs));
-        } else {
-            queue.insert(index, (at, seq, obs));
-        }
+        self.lanes[lane].push((at, seq, obs));
     }
 }
 
 impl Pending {
     #[inline]
     fn pop_until(&mut self, now: f64) -> Option<(f64, Observation)> {
-        let first = |q: &VecDeque<(f64, u64, Observation)>| q.front().map(|e| (e.0, e.1));
+        let first = |q: &Lane| q.front().map(|e| (e.0, e.1));
         let lane = match (first(&self.lanes[0]), first(&self.lanes[1])) {
             (None, None) => return None,
             (Some(_), None) => 0,
