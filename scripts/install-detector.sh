@@ -74,6 +74,9 @@ apt_fetch_deb() {
         if ! apt-cache show "$pkg" >/dev/null 2>&1; then
             apt_update_once
         fi
+        # Root's apt downloads as the _apt user: let it reach the folder (else it warns and
+        # downloads unsandboxed).
+        chmod a+x "$tmp" && chmod a+rwx "$dir"
         # apt-get prints its progress on stdout, which carries this function's result.
         (cd "$dir" && apt-get download "$pkg") >&2
     fi

@@ -216,10 +216,9 @@ fn safetensors_bytes(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(to_error)?;
-    let metadata = HashMap::from([
-        ("source_sha256".to_string(), source_sha256.to_string()),
-        ("layout".to_string(), "tensorflow".to_string()),
-    ]);
+    // One key only: safetensors writes the metadata map in HashMap order, and a second key
+    // would make the file's bytes (and its SHA-256 in the manifest) differ from run to run.
+    let metadata = HashMap::from([("source_sha256".to_string(), source_sha256.to_string())]);
     safetensors::serialize(views, Some(metadata)).map_err(to_error)
 }
 
@@ -470,6 +469,15 @@ mod tests {
         assert!(
             st.tensor("net/shape").is_err(),
             "int constants are not weights"
+        );
+
+        // Converting again gives the same bytes (the manifest records their digest).
+        let again = convert(&pb, &dir.path().join("again"), &options()).unwrap();
+        assert_eq!(std::fs::read(&again.weights_path).unwrap(), bytes);
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            header.metadata().as_ref().unwrap()["source_sha256"].len(),
+            64
         );
 
         let m: TfManifest =
