@@ -94,7 +94,30 @@ struct Planner<'a> {
     actions: &'a [Action],
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
+    /// The device model of one decision over the tables `times` and `actions`.
+    fn new(
+        times: &'a [FrameTimes],
+        actions: &'a [Action],
+        frame: &FrameOptions,
+        ctx: &Context<'a>,
+        rtt: f64,
+        w: f64,
+    ) -> Self {
+        let r = ctx.radio;
+        Planner {
+            now: ctx.now,
+            encoder: (ctx.now - frame.captured_at).max(0.0),
+            miss: -ctx.utility.miss_penalty,
+            rtt,
+            w,
+            radio: r,
+            switch_j: r.promotion_s * r.promotion_w + r.tail_s * r.tail_w,
+            times,
+            actions,
+        }
+    }
+
     /// Utility of frame `j` of the plan under action `a` (`0` = local), advancing the model.
     /// The same operations in the same order as a direct simulation of the device.
     #[inline]
@@ -278,44 +301,20 @@ impl Mpc {
             a.ceiling_upto = upto;
         }
     }
-}
 
-impl Policy for Mpc {
-    fn name(&self) -> &str {
-        "mpc"
-    }
-
-    fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
-        let est = match self.prober.fresh_estimate(frame, ctx) {
-            Ok(est) => est,
-            Err(decision) => return decision,
-        };
-        let rate = est.lower(self.z).max(1.0);
-        let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
-        let rtt = ctx.estimates.rtt_or(ctx.default_rtt);
-        let w = ctx.utility.energy_weight(ctx.device.effective_battery());
-        let start = Model {
-            link_free: ctx.now + backlog / rate,
-            cpu_free: ctx.now,
-            radio_last: ctx.radio_state.last_active_end.unwrap_or(f64::NEG_INFINITY),
-        };
+    /// The first action of the best plan at `rate` from the model state `start` (`0` = local),
+    /// leaving the tables filled for `rate`.
+    fn best_first(
+        &mut self,
+        frame: &FrameOptions,
+        ctx: &Context<'_>,
+        rate: f64,
+        rtt: f64,
+        w: f64,
+        start: Model,
+    ) -> usize {
         self.prepare(frame, ctx, rate, w);
-        let r = ctx.radio;
-        let encoder = (ctx.now - frame.captured_at).max(0.0);
-        let miss = -ctx.utility.miss_penalty;
-        let switch_j = r.promotion_s * r.promotion_w + r.tail_s * r.tail_w;
-        let planner = Planner {
-            now: ctx.now,
-            encoder,
-            miss,
-            rtt,
-            w,
-            radio: r,
-            switch_j,
-            times: &self.times,
-            actions: &self.actions,
-        };
-        let actions = self.actions.len();
+        let planner = Planner::new(&self.times, &self.actions, frame, ctx, rtt, w);
         let horizon = self.times.len();
         let mut best = Best {
             score: f64::NEG_INFINITY,
@@ -354,7 +353,31 @@ impl Policy for Mpc {
             }
         }
         self.last_first = best.first;
-        if best.first == 0 && actions > 1 {
+        best.first
+    }
+}
+
+impl Policy for Mpc {
+    fn name(&self) -> &str {
+        "mpc"
+    }
+
+    fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
+        let est = match self.prober.fresh_estimate(frame, ctx) {
+            Ok(est) => est,
+            Err(decision) => return decision,
+        };
+        let rate = est.lower(self.z).max(1.0);
+        let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
+        let rtt = ctx.estimates.rtt_or(ctx.default_rtt);
+        let w = ctx.utility.energy_weight(ctx.device.effective_battery());
+        let start = Model {
+            link_free: ctx.now + backlog / rate,
+            cpu_free: ctx.now,
+            radio_last: ctx.radio_state.last_active_end.unwrap_or(f64::NEG_INFINITY),
+        };
+        let first = self.best_first(frame, ctx, rate, rtt, w, start);
+        if first == 0 && self.actions.len() > 1 {
             // Local makes the device drop the frames captured while it runs: a certain loss,
             // weighed above against offload misses predicted at the conservative rate. As in
             // the deadline-aware policy, the base layer still goes when, held over the horizon,
@@ -367,17 +390,7 @@ impl Policy for Mpc {
             for a in &mut self.actions[1..] {
                 a.transfer = a.bits / mean;
             }
-            let planner = Planner {
-                now: ctx.now,
-                encoder,
-                miss,
-                rtt,
-                w,
-                radio: r,
-                switch_j,
-                times: &self.times,
-                actions: &self.actions,
-            };
+            let planner = Planner::new(&self.times, &self.actions, frame, ctx, rtt, w);
             let plan = |action: usize| {
                 let mut m = start;
                 (0..self.times.len())
@@ -388,7 +401,7 @@ impl Policy for Mpc {
                 return Decision::Offload { layers: 1 };
             }
         }
-        match best.first {
+        match first {
             0 => Decision::Local,
             k => Decision::Offload { layers: k as u32 },
         }
@@ -396,5 +409,220 @@ impl Policy for Mpc {
 
     fn observe(&mut self, now: f64, observation: &Observation) {
         self.backlog.observe(now, observation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offload_controller::{
+        DeviceState, Estimates, LocalOption, OffloadOption, RadioState, Utility,
+    };
+
+    /// The plain model the branch and bound must agree with: every plan simulated in full,
+    /// in increasing (first, rest) order, the first strictly better plan kept.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_step(
+        m: &mut Model,
+        frame: &FrameOptions,
+        ctx: &Context<'_>,
+        j: u32,
+        action: usize,
+        rate: f64,
+        rtt: f64,
+        w: f64,
+    ) -> f64 {
+        let shift = f64::from(j) * ctx.frame_interval;
+        let captured = frame.captured_at + shift;
+        let deadline = frame.deadline + shift;
+        let miss = -ctx.utility.miss_penalty;
+        let encoder = (ctx.now - frame.captured_at).max(0.0);
+        let picked_up = captured.max(m.cpu_free);
+        if j > 0 && picked_up >= captured + ctx.frame_interval {
+            return miss;
+        }
+        let decide_at = if j == 0 { ctx.now } else { picked_up + encoder };
+        let slowdown = ctx.device.compute_slowdown();
+        if action == 0 {
+            m.cpu_free = decide_at + frame.local.device_time * slowdown;
+            let value = if m.cpu_free <= deadline {
+                frame.local.accuracy
+            } else {
+                miss
+            };
+            return value - w * frame.local.energy_j;
+        }
+        let o = &frame.offload[action - 1];
+        let mut ready = decide_at + o.device_time * slowdown;
+        m.cpu_free = ready;
+        let radio = ctx.radio;
+        let mut energy = o.device_energy_j;
+        if ready - m.radio_last > radio.tail_s {
+            ready += radio.promotion_s;
+            energy += radio.promotion_s * radio.promotion_w + radio.tail_s * radio.tail_w;
+        } else {
+            energy += (ready.max(m.link_free) - m.radio_last).max(0.0) * radio.tail_w;
+        }
+        let start = ready.max(m.link_free);
+        let bits = o.bytes as f64 * 8.0;
+        let end = start + bits / rate;
+        let result = end + rtt + o.server_time;
+        let (value, sent_until) = if result <= deadline {
+            (o.accuracy, end)
+        } else {
+            (miss, end.min(deadline).max(start))
+        };
+        let sent_bits = bits * ((sent_until - start) / (end - start).max(1e-12));
+        energy += radio.uplink_energy_j(sent_bits, sent_until - start);
+        m.link_free = sent_until;
+        m.radio_last = sent_until;
+        value - w * energy
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reference_first(
+        horizon: u32,
+        frame: &FrameOptions,
+        ctx: &Context<'_>,
+        rate: f64,
+        rtt: f64,
+        w: f64,
+        start: Model,
+    ) -> usize {
+        let actions = frame.offload.len() + 1;
+        let fps = 1.0 / ctx.frame_interval.max(1e-6);
+        let mut best = (f64::NEG_INFINITY, 0usize);
+        for first in 0..actions {
+            let mut m0 = start;
+            let u0 = reference_step(&mut m0, frame, ctx, 0, first, rate, rtt, w);
+            for rest in first..actions {
+                if rest > 1 && frame.offload[rest - 1].bytes as f64 * 8.0 * fps > rate {
+                    continue;
+                }
+                let mut m = m0;
+                let mut u = u0;
+                for j in 1..horizon {
+                    u += reference_step(&mut m, frame, ctx, j, rest, rate, rtt, w);
+                }
+                if u > best.0 {
+                    best = (u, first);
+                }
+            }
+        }
+        best.1
+    }
+
+    /// xorshift64*: a fixed, dependency-free stream of test inputs.
+    struct Rng(u64);
+    impl Rng {
+        fn unit(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn range(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * self.unit()
+        }
+    }
+
+    #[test]
+    fn branch_and_bound_picks_the_full_enumerations_first_action() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let radio = RadioModel::LTE;
+        let mut disagreements = Vec::new();
+        let mut chosen = [0usize; 9];
+        for case in 0..20_000 {
+            let interval = 1.0 / 30.0;
+            let captured_at = rng.range(0.0, 500.0);
+            let now = captured_at + rng.range(0.0, 0.06);
+            let mut bytes = rng.range(500.0, 5000.0);
+            let mut accuracy = 0.3;
+            let offload: Vec<OffloadOption> = (1..=8)
+                .map(|layers| {
+                    bytes *= rng.range(1.0, 1.8);
+                    accuracy += rng.range(0.0, 0.06);
+                    OffloadOption {
+                        layers,
+                        bytes: bytes as u64,
+                        accuracy,
+                        device_time: 0.002 + 0.0005 * f64::from(layers),
+                        device_energy_j: rng.range(0.0, 0.01),
+                        server_time: rng.range(0.005, 0.02),
+                    }
+                })
+                .collect();
+            let frame = FrameOptions {
+                frame: case,
+                captured_at,
+                deadline: captured_at + rng.range(0.1, 0.4),
+                local: LocalOption {
+                    accuracy: rng.range(0.5, 0.8),
+                    device_time: rng.range(0.03, 0.3),
+                    energy_j: rng.range(0.05, 0.6),
+                },
+                offload,
+            };
+            let device = DeviceState {
+                battery_level: Some(rng.unit()),
+                cpu_load: (rng.unit() < 0.3).then(|| rng.range(0.0, 0.9)),
+                ..DeviceState::default()
+            };
+            let utility = Utility {
+                miss_penalty: rng.range(0.0, 0.5),
+                energy_weight_per_j: if rng.unit() < 0.2 {
+                    0.0
+                } else {
+                    rng.range(0.0, 1.0)
+                },
+                low_battery_gain: 3.0,
+            };
+            let radio_state = RadioState {
+                last_active_end: match rng.unit() {
+                    u if u < 0.2 => None,
+                    u if u < 0.6 => Some(now - rng.range(0.0, 15.0)),
+                    _ => Some(now + rng.range(0.0, 0.3)),
+                },
+            };
+            let estimates = Estimates::default();
+            let ctx = Context {
+                now,
+                estimates: &estimates,
+                device: &device,
+                utility: &utility,
+                radio: &radio,
+                radio_state: &radio_state,
+                frame_interval: interval,
+                default_rtt: 0.05,
+            };
+            let rate = 10f64.powf(rng.range(4.0, 8.0));
+            let rtt = rng.range(0.01, 0.15);
+            let w = utility.energy_weight(device.effective_battery());
+            let start = Model {
+                link_free: now + rng.range(-0.1, 0.4),
+                cpu_free: now,
+                radio_last: radio_state.last_active_end.unwrap_or(f64::NEG_INFINITY),
+            };
+            let horizon = 1 + (rng.unit() * 7.0) as u32;
+            let mut mpc = Mpc::new(horizon, 1.0, 0.2);
+            // Any previous first action: it only changes the search order.
+            mpc.last_first = (rng.unit() * 10.0) as usize;
+            let got = mpc.best_first(&frame, &ctx, rate, rtt, w, start);
+            let want = reference_first(horizon, &frame, &ctx, rate, rtt, w, start);
+            chosen[want] += 1;
+            if got != want {
+                disagreements.push((case, got, want));
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{:?}",
+            &disagreements[..disagreements.len().min(10)]
+        );
+        // The cases cover local, small and large first actions.
+        assert!(
+            chosen[0] > 100 && chosen[1] > 100 && chosen[8] > 100,
+            "{chosen:?}"
+        );
     }
 }
