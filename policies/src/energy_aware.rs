@@ -135,13 +135,21 @@ impl Policy for EnergyAware {
         // Offload: expected utility with P(in time) from the rate's uncertainty.
         let mut best_off = (f64::NEG_INFINITY, 0u32);
         let fps = 1.0 / ctx.frame_interval.max(1e-6);
-        for (i, o) in frame.offload.iter().enumerate() {
+        // A stream the link cannot carry every frame only builds a queue that delays the next
+        // frames, a cost the per-frame expectation does not see (the base layer stays): the
+        // candidates end at the first such option.
+        let candidates = frame
+            .offload
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, o)| o.bytes as f64 * 8.0 * fps > self.sustain * rate)
+            .map_or(frame.offload.len(), |(i, _)| i);
+        // Largest options first, so that a good option found early lets the smaller ones be
+        // skipped when even a certain delivery (`P = 1`) could not beat it; the choice is the
+        // one of an increasing scan: the highest expected utility, ties to fewer layers.
+        for (i, o) in frame.offload[..candidates].iter().enumerate().rev() {
             let bits = o.bytes as f64 * 8.0;
-            // A stream the link cannot carry every frame only builds a queue that delays the
-            // next frames, a cost the per-frame expectation does not see (the base layer stays).
-            if i > 0 && bits * fps > self.sustain * rate {
-                break;
-            }
             let at_rate = offload_result_at(ctx, o, backlog, rate);
             // Only options that arrive in time with `margin_s` to spare at the conservative
             // rate are candidates (the base layer always is): the expectation then trades
@@ -150,13 +158,6 @@ impl Policy for EnergyAware {
                 continue;
             }
             let transfer = (backlog + bits) / rate;
-            // Time the link may take for backlog + this frame: what remains of the budget.
-            let allowed = frame.deadline - (at_rate - transfer);
-            let p = if allowed <= 0.0 {
-                0.0
-            } else {
-                phi((rate - (backlog + bits) / allowed) / std)
-            };
             let start = at_rate - transfer - ctx.estimates.rtt_or(ctx.default_rtt) - o.server_time
                 + backlog / rate;
             // From an idle radio the promotion and the new tail are paid once per burst, not
@@ -171,9 +172,21 @@ impl Policy for EnergyAware {
                 *ctx.radio_state
             };
             let radio_j = ctx.radio.predict_uplink_j(&state, start, bits, bits / rate);
-            let eu =
-                o.accuracy * p - u.miss_penalty * (1.0 - p) - w * (o.device_energy_j + radio_j);
-            if eu > best_off.0 {
+            let energy = w * (o.device_energy_j + radio_j);
+            // With `P ≤ 1` the expectation is at most the accuracy minus the energy (float
+            // rounding is monotone, so this holds for the computed values too).
+            if o.accuracy >= 0.0 && u.miss_penalty >= 0.0 && o.accuracy - energy < best_off.0 {
+                continue;
+            }
+            // Time the link may take for backlog + this frame: what remains of the budget.
+            let allowed = frame.deadline - (at_rate - transfer);
+            let p = if allowed <= 0.0 {
+                0.0
+            } else {
+                phi((rate - (backlog + bits) / allowed) / std)
+            };
+            let eu = o.accuracy * p - u.miss_penalty * (1.0 - p) - energy;
+            if eu > best_off.0 || (eu == best_off.0 && best_off.1 != 0) {
                 best_off = (eu, o.layers);
             }
         }
