@@ -321,12 +321,15 @@ fn accuracy_at(curve: &[(f64, f64)], bytes: f64) -> Option<f64> {
     })
 }
 
+/// One plotted curve: legend label, (bytes, accuracy %) points, colour.
+type Series = (String, Vec<(f64, f64)>, RGBColor);
+
 fn plot(path: &Path, m: &Measured) -> anyhow::Result<()> {
     // Text layout needs a font even for SVG: the harness registers the system's DejaVu Sans.
     if !offload_sim::harness::plot::register_font() {
         anyhow::bail!("no font for the plot's labels (install fonts-dejavu-core)");
     }
-    let mut series: Vec<(String, Vec<(f64, f64)>, RGBColor)> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
     series.push((
         "scalable, two decoders (k = 1..N)".into(),
         model_curve(&m.main),
