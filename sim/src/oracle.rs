@@ -110,8 +110,8 @@ pub fn plan(
 
 /// [`plan`] with the frames' sizes from `sizes`, which must yield the sequence
 /// `FrameSizes::new(profile, config.seed)` yields (e.g. a shared [`crate::frames::FrameTable`]).
-pub fn plan_with(
-    trace: &Trace,
+pub fn plan_with<'t>(
+    trace: &'t Trace,
     profile: &Profile,
     mut sizes: impl FrameSource,
     config: &SimConfig,
@@ -153,6 +153,22 @@ pub fn plan_with(
         };
         cands.clear();
         next_seeded.clear();
+        // A successor becomes a beam candidate, and also the next seeded node when it follows
+        // its seed's schedule.
+        let mut push = |succ: Node<'t>, parent: usize, action: u8, follows_seed: bool| {
+            if follows_seed {
+                next_seeded.push(Node {
+                    hist: parent as u32,
+                    ..succ.clone()
+                });
+            }
+            cands.push(Candidate {
+                key: key_of(&succ.state),
+                node: succ,
+                parent: parent as u32,
+                action,
+            });
+        };
         // Nodes are numbered beam first, then seeds, in this frame's history.
         let all = beam.iter().chain(seeded.iter());
         for (index, node) in all.enumerate() {
@@ -168,18 +184,7 @@ pub fn plan_with(
                     utility: node.utility + u,
                     hist: 0,
                 };
-                if seed_action.is_some() {
-                    next_seeded.push(Node {
-                        hist: index as u32,
-                        ..succ.clone()
-                    });
-                }
-                cands.push(Candidate {
-                    key: key_of(&succ.state),
-                    node: succ,
-                    parent: index as u32,
-                    action: 0,
-                });
+                push(succ, index, 0, seed_action.is_some());
                 continue;
             }
             let decided_at = picked_up + setup.encoder_time;
@@ -203,18 +208,7 @@ pub fn plan_with(
                     utility: node.utility + out.utility,
                     hist: 0,
                 };
-                if seed_action == Some(action) {
-                    next_seeded.push(Node {
-                        hist: index as u32,
-                        ..succ.clone()
-                    });
-                }
-                cands.push(Candidate {
-                    key: key_of(&succ.state),
-                    node: succ,
-                    parent: index as u32,
-                    action,
-                });
+                push(succ, index, action, seed_action == Some(action));
             }
         }
         // Best per key, then the best `width` keys; ties broken by candidate order.
