@@ -15,9 +15,11 @@ pub mod compare;
 pub mod cpu;
 pub mod loopback;
 pub mod model;
+pub mod result;
 pub mod run;
 
 pub use battery::{BatteryReading, BatterySource, SimulatedBattery, SysfsBattery};
 pub use cpu::CpuMonitor;
-pub use model::{DeviceFrame, DeviceModel, ModelFailure, Prediction};
+pub use model::{DeviceFrame, DeviceModel, ModelFailure};
+pub use result::{DetectedObject, Prediction, ResultError, TaskResult};
 pub use run::{AgentConfig, AgentError, AgentEvents, run_agent};

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::battery::BatterySource;
 use crate::cpu::CpuMonitor;
-use crate::model::{DeviceModel, ModelFailure, Prediction};
+use crate::model::{DeviceModel, ModelFailure};
+use crate::result::TaskResult;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -64,6 +65,11 @@ pub trait AgentEvents: Send {
     fn observed(&mut self, at: f64, observation: &Observation) {
         let _ = (at, observation);
     }
+    /// Frame `frame` got its result: from the server's decoders on `layers` layers, or from the
+    /// device's local path when `layers` is 0 (chosen, or the fallback after a failed offload).
+    fn answered(&mut self, frame: u64, layers: u16, result: &TaskResult) {
+        let _ = (frame, layers, result);
+    }
 }
 
 /// No reporting.
@@ -85,6 +91,27 @@ fn feed(
 struct Outcome {
     record: Option<FrameRecord>,
     observations: Vec<(f64, Observation)>,
+    /// The frame, the layers its result was decoded from (0: local) and the result.
+    answer: Option<(u64, u16, TaskResult)>,
+}
+
+impl Outcome {
+    /// Reports the outcome and hands its record over.
+    fn deliver(
+        self,
+        controller: &mut Controller,
+        events: &mut dyn AgentEvents,
+        start: f64,
+        records: &mut Vec<FrameRecord>,
+    ) {
+        for (at, obs) in self.observations {
+            feed(controller, events, start, at, obs);
+        }
+        if let Some((frame, layers, result)) = &self.answer {
+            events.answered(*frame, *layers, result);
+        }
+        records.extend(self.record);
+    }
 }
 
 /// Runs the agent over `inputs` at the configured frame rate; `client` is `None` to run with no
@@ -149,10 +176,7 @@ pub async fn run_agent<M: DeviceModel>(
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
         while let Ok(o) = rx.try_recv() {
-            for (at, obs) in o.observations {
-                feed(&mut controller, events, start, at, obs);
-            }
-            records.extend(o.record);
+            o.deliver(&mut controller, events, start, &mut records);
         }
         let t = now();
         if t >= next_sensor {
@@ -311,7 +335,7 @@ pub async fn run_agent<M: DeviceModel>(
             }
             _ => {
                 let t_local = Instant::now();
-                let pred = tokio::task::block_in_place(|| model.finish_locally(frame.features))
+                let result = tokio::task::block_in_place(|| model.finish_locally(frame.features))
                     .map_err(|source| AgentError::Local { frame: i, source })?;
                 let done = now();
                 let energy = base.energy_j + power * t_local.elapsed().as_secs_f64();
@@ -322,14 +346,14 @@ pub async fn run_agent<M: DeviceModel>(
                     captured,
                     start,
                     deadline_s,
-                    pred,
-                    label,
+                    result.correct_for(label),
                     options.local.accuracy,
                     energy,
                     &utility,
                     level,
                 );
                 records.push(record);
+                events.answered(i, 0, &result);
             }
         }
     }
@@ -341,10 +365,7 @@ pub async fn run_agent<M: DeviceModel>(
         if let Some(r) = &o.record {
             battery.account(r.energy_j, now());
         }
-        for (at, obs) in o.observations {
-            feed(&mut controller, events, start, at, obs);
-        }
-        records.extend(o.record);
+        o.deliver(&mut controller, events, start, &mut records);
     }
     records.sort_by_key(|r| r.frame);
     let mut summary = SummaryBuilder::default();
@@ -361,8 +382,7 @@ fn finished(
     captured: f64,
     start: f64,
     deadline_s: f64,
-    pred: Prediction,
-    label: Option<u32>,
+    correct: Option<bool>,
     expected: f64,
     energy: f64,
     utility: &Utility,
@@ -370,8 +390,9 @@ fn finished(
 ) -> FrameRecord {
     let latency = done - captured;
     let met = latency <= deadline_s;
-    let correct = label.map_or(expected, |l| if l == pred.class { 1.0 } else { 0.0 });
-    let delivered = met.then_some(correct);
+    // Measured where the result can be checked against a label, else the profile's expectation.
+    let accuracy = correct.map_or(expected, |c| if c { 1.0 } else { 0.0 });
+    let delivered = met.then_some(accuracy);
     FrameRecord {
         result_at: Some(done - start),
         latency: Some(latency),
@@ -444,10 +465,10 @@ impl<M: DeviceModel> OffloadTask<M> {
             .await;
         let now = self.epoch.elapsed().as_secs_f64();
         let mut observations = Vec::new();
-        let (pred, sent, energy, expected) = match result
-            .and_then(|reply| parse(&reply).map(|p| (reply, p)))
+        let (result, layers_used, sent, energy) = match result
+            .and_then(|reply| parse(&reply).map(|r| (reply, r)))
         {
-            Ok((reply, pred)) => {
+            Ok((reply, result)) => {
                 // Bytes the server received: the codec header and the complete layers (record
                 // length prefixes count as the transport's, like packet headers).
                 let delivered = self.header.codec_header.len() as u64
@@ -486,7 +507,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                 let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
                 let energy = self.base.energy_j
                     + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
-                (pred, delivered, energy, self.accuracy_expected)
+                (result, u16::try_from(reply.layers_received).unwrap_or(u16::MAX), delivered, energy)
             }
             Err(e) => {
                 tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
@@ -502,10 +523,11 @@ impl<M: DeviceModel> OffloadTask<M> {
                     self.spawn_reconnect();
                 }
                 let t = Instant::now();
-                let pred = tokio::task::block_in_place(|| self.model.finish_locally(self.features))
-                    .map_err(|source| AgentError::Local { frame, source })?;
+                let result =
+                    tokio::task::block_in_place(|| self.model.finish_locally(self.features))
+                        .map_err(|source| AgentError::Local { frame, source })?;
                 let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
-                (pred, 0, energy, self.accuracy_expected)
+                (result, 0, 0, energy)
             }
         };
         let done = self.epoch.elapsed().as_secs_f64();
@@ -515,9 +537,8 @@ impl<M: DeviceModel> OffloadTask<M> {
             self.captured,
             self.start,
             self.deadline_s,
-            pred,
-            self.label,
-            expected,
+            result.correct_for(self.label),
+            self.accuracy_expected,
             energy,
             &self.utility,
             self.level,
@@ -534,6 +555,7 @@ impl<M: DeviceModel> OffloadTask<M> {
         let _ = self.tx.send(Outcome {
             record: Some(record),
             observations,
+            answer: Some((frame, layers_used, result)),
         });
         Ok(())
     }
@@ -554,6 +576,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                     let _ = tx.send(Outcome {
                         record: None,
                         observations: vec![(at, Observation::ServerReachable)],
+                        answer: None,
                     });
                     break;
                 }
@@ -563,9 +586,9 @@ impl<M: DeviceModel> OffloadTask<M> {
     }
 }
 
-fn parse(reply: &FrameReply) -> Result<Prediction, TransportError> {
-    Prediction::from_bytes(&reply.payload).map_err(|e| TransportError::InvalidFrame {
+fn parse(reply: &FrameReply) -> Result<TaskResult, TransportError> {
+    TaskResult::decode(&reply.payload).map_err(|e| TransportError::InvalidFrame {
         frame_id: reply.frame_id,
-        reason: e.0,
+        reason: e.to_string(),
     })
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use candle_core::Tensor;
-use offload_agent::{DeviceFrame, DeviceModel, ModelFailure, Prediction};
+use offload_agent::{DeviceFrame, DeviceModel, ModelFailure, Prediction, TaskResult};
 use offload_codec::ModelId;
 use offload_codec::container::{read_header, read_layer, write_header, write_layer};
 use offload_model::SplitModel;
@@ -23,7 +23,8 @@ fn best(probabilities: &[f32]) -> Result<Prediction, ModelFailure> {
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(i, &p)| Prediction {
             class: i as u32,
-            confidence: p,
+            // A softmax sums to 1 up to rounding; the wire accepts [0, 1] only.
+            confidence: p.clamp(0.0, 1.0),
         })
         .ok_or_else(|| ModelFailure("the model returned no class probabilities".into()))
 }
@@ -73,17 +74,17 @@ impl DeviceModel for SplitDevice {
         })
     }
 
-    fn finish_locally(&self, features: Tensor) -> Result<Prediction, ModelFailure> {
+    fn finish_locally(&self, features: Tensor) -> Result<TaskResult, ModelFailure> {
         let p = self
             .model
             .local_from_features(&features)
             .map_err(|e| ModelFailure(e.to_string()))?;
-        best(&p)
+        best(&p).map(TaskResult::Class)
     }
 }
 
 /// The server's half: validates and decodes the received prefix of layers, picks the task
-/// decoder by layer count, and replies with a [`Prediction`].
+/// decoder by layer count, and replies with a [`TaskResult::Class`].
 #[derive(Debug, Clone)]
 pub struct SplitHandler {
     model: Arc<SplitModel>,
@@ -134,6 +135,8 @@ impl FrameHandler for SplitHandler {
             .server_decode(&header, &records)
             .map_err(|e| bad("decoding", &e))?;
         let prediction = best(&p).map_err(|e| bad("result", &e))?;
-        Ok(prediction.to_bytes().to_vec())
+        TaskResult::Class(prediction)
+            .encode()
+            .map_err(|e| bad("result", &e))
     }
 }
