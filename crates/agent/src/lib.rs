@@ -13,6 +13,7 @@
 pub mod battery;
 pub mod compare;
 pub mod cpu;
+pub mod fidelity;
 pub mod loopback;
 pub mod model;
 pub mod result;

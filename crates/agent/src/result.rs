@@ -279,7 +279,10 @@ fn check_detection(i: usize, offset: usize, d: &DetectedObject) -> Result<(), Re
             });
         }
     }
-    for (name, lo, hi, at) in [("x_max", d.x_min, d.x_max, 14), ("y_max", d.y_min, d.y_max, 18)] {
+    for (name, lo, hi, at) in [
+        ("x_max", d.x_min, d.x_max, 14),
+        ("y_max", d.y_min, d.y_max, 18),
+    ] {
         if hi < lo {
             return Err(ResultError::Value {
                 field: format!("detection[{i}].{name} (below its minimum edge)"),
@@ -325,7 +328,10 @@ mod tests {
     fn detections_round_trip_with_count_prefix_and_fixed_records() {
         let r = TaskResult::Detections(vec![person(0.9), person(0.4)]);
         let bytes = r.encode().unwrap();
-        assert_eq!(bytes.len(), DETECTIONS_PREFIX_LEN + 2 * DETECTION_RECORD_LEN);
+        assert_eq!(
+            bytes.len(),
+            DETECTIONS_PREFIX_LEN + 2 * DETECTION_RECORD_LEN
+        );
         assert_eq!(&bytes[2..4], &[0, 2]);
         assert_eq!(TaskResult::decode(&bytes).unwrap(), r);
         assert_eq!(r.detection_count(), 2);

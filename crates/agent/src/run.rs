@@ -465,71 +465,75 @@ impl<M: DeviceModel> OffloadTask<M> {
             .await;
         let now = self.epoch.elapsed().as_secs_f64();
         let mut observations = Vec::new();
-        let (result, layers_used, sent, energy) = match result
-            .and_then(|reply| parse(&reply).map(|r| (reply, r)))
-        {
-            Ok((reply, result)) => {
-                // Bytes the server received: the codec header and the complete layers (record
-                // length prefixes count as the transport's, like packet headers).
-                let delivered = self.header.codec_header.len() as u64
-                    + reply
-                        .receipts
-                        .iter()
-                        .map(|r| r.bytes.saturating_sub(4))
-                        .sum::<u64>();
-                // The link's service of this frame, in the wire bytes the controller planned
-                // with (see `FrameReply::link_sample`).
-                let mut delivered_wire = 0;
-                if let Some(s) = reply.link_sample {
-                    delivered_wire = s.bytes.min(self.wire_bytes);
-                    let sample = RateSample {
-                        start: s.start,
-                        end: s.end,
-                        bytes: delivered_wire,
-                    };
-                    observations.push((now, Observation::Delivered { frame, sample }));
+        let (result, layers_used, sent, energy) =
+            match result.and_then(|reply| parse(&reply).map(|r| (reply, r))) {
+                Ok((reply, result)) => {
+                    // Bytes the server received: the codec header and the complete layers (record
+                    // length prefixes count as the transport's, like packet headers).
+                    let delivered = self.header.codec_header.len() as u64
+                        + reply
+                            .receipts
+                            .iter()
+                            .map(|r| r.bytes.saturating_sub(4))
+                            .sum::<u64>();
+                    // The link's service of this frame, in the wire bytes the controller planned
+                    // with (see `FrameReply::link_sample`).
+                    let mut delivered_wire = 0;
+                    if let Some(s) = reply.link_sample {
+                        delivered_wire = s.bytes.min(self.wire_bytes);
+                        let sample = RateSample {
+                            start: s.start,
+                            end: s.end,
+                            bytes: delivered_wire,
+                        };
+                        observations.push((now, Observation::Delivered { frame, sample }));
+                    }
+                    observations.push((
+                        now,
+                        Observation::Rtt {
+                            rtt: reply.propagation_rtt,
+                        },
+                    ));
+                    // Whatever is not in the sample leaves the in-flight count here: layers that did
+                    // not arrive, and the allowance for the reply's ACK packet.
+                    observations.push((
+                        now,
+                        Observation::Abandoned {
+                            frame,
+                            bytes: self.wire_bytes.saturating_sub(delivered_wire),
+                        },
+                    ));
+                    let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
+                    let energy = self.base.energy_j
+                        + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
+                    (
+                        result,
+                        u16::try_from(reply.layers_received).unwrap_or(u16::MAX),
+                        delivered,
+                        energy,
+                    )
                 }
-                observations.push((
-                    now,
-                    Observation::Rtt {
-                        rtt: reply.propagation_rtt,
-                    },
-                ));
-                // Whatever is not in the sample leaves the in-flight count here: layers that did
-                // not arrive, and the allowance for the reply's ACK packet.
-                observations.push((
-                    now,
-                    Observation::Abandoned {
-                        frame,
-                        bytes: self.wire_bytes.saturating_sub(delivered_wire),
-                    },
-                ));
-                let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
-                let energy = self.base.energy_j
-                    + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
-                (result, u16::try_from(reply.layers_received).unwrap_or(u16::MAX), delivered, energy)
-            }
-            Err(e) => {
-                tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
-                observations.push((
-                    now,
-                    Observation::Abandoned {
-                        frame,
-                        bytes: self.wire_bytes,
-                    },
-                ));
-                if e.server_unavailable() {
-                    observations.push((now, Observation::ServerUnreachable));
-                    self.spawn_reconnect();
+                Err(e) => {
+                    tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
+                    observations.push((
+                        now,
+                        Observation::Abandoned {
+                            frame,
+                            bytes: self.wire_bytes,
+                        },
+                    ));
+                    if e.server_unavailable() {
+                        observations.push((now, Observation::ServerUnreachable));
+                        self.spawn_reconnect();
+                    }
+                    let t = Instant::now();
+                    let result =
+                        tokio::task::block_in_place(|| self.model.finish_locally(self.features))
+                            .map_err(|source| AgentError::Local { frame, source })?;
+                    let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
+                    (result, 0, 0, energy)
                 }
-                let t = Instant::now();
-                let result =
-                    tokio::task::block_in_place(|| self.model.finish_locally(self.features))
-                        .map_err(|source| AgentError::Local { frame, source })?;
-                let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
-                (result, 0, 0, energy)
-            }
-        };
+            };
         let done = self.epoch.elapsed().as_secs_f64();
         let mut record = finished(
             self.base,

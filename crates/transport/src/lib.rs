@@ -5,7 +5,8 @@
 //!   cancels what is unsent at the deadline, and returns the server's result together with
 //!   per-layer receive times, delivery samples and QUIC path statistics.
 //! - [`EdgeServer`] (server side): generic over a [`FrameHandler`], bounded in every size it
-//!   reads and in the work it accepts; logs throughput and latency percentiles.
+//!   reads and in the work it accepts; logs throughput and latency percentiles. A
+//!   [`ModelRegistry`] serves several models at once, picked by each frame's model id.
 //! - [`wire`]: the byte layout (see `docs/protocol.md`), sans-IO.
 //! - [`emulator`]: a user-space UDP relay that shapes the uplink to a bandwidth trace.
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ mod handler;
 mod observe;
 mod overhead;
 mod rate_sampler;
+mod registry;
 mod server;
 mod server_stats;
 mod tls;
@@ -30,6 +32,7 @@ pub use handler::{FrameHandler, HandlerError, ReceivedFrame};
 pub use observe::{DeliverySample, LayerReceipt, MIN_SERVICE_S, PathStats, ServiceTiming};
 pub use overhead::WireOverhead;
 pub use rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingController, SamplingFactory};
+pub use registry::{DuplicateModel, ModelRegistry};
 pub use server::{EdgeServer, ServerError, ServerLimits};
 pub use server_stats::{StatsSnapshot, percentile};
 pub use tls::{Fingerprint, ServerIdentity, ServerTrust, TlsError};
