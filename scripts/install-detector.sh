@@ -12,6 +12,8 @@
 #     labels/object_detection_classes_coco.txt  opencv-doc's COCO names, line i = COCO id i+1
 #     video/vtest.avi  opencv-doc's pedestrian street video
 #     frames/vtest/    every 10th frame of vtest.avi as PNG (Debian's ffmpeg)
+#     frames/vtest-every2/  every 2nd frame of vtest.avi as PNG: frame_NNNN.png = input frame 2·NNNN
+#                      (numbered from 0; 398 frames), the split codec's training and held-out frames
 #     converted/       ssd_mobilenet_v2_coco.safetensors + ssd_mobilenet_v2_coco.json
 #     venv/            (only with --with-reference) opencv-python-headless + numpy for
 #                      scripts/detector_reference.py
@@ -167,6 +169,21 @@ if ! compgen -G "$frames/frame_*.png" >/dev/null; then
     echo "detector: $(find "$frames" -name 'frame_*.png' | wc -l) frames in $frames"
 else
     echo "detector: video frames already in $frames"
+fi
+
+# Every 2nd frame (5 fps of the 10 fps video) for the split codec: its first 70 % trains it, its last
+# 30 % is held out (models/README.md). Written to a temporary folder first so that an interrupted run
+# leaves no partial set behind.
+frames2="$cache/frames/vtest-every2"
+if [[ ! -s "$frames2/frame_0397.png" ]]; then
+    mkdir -p "$tmp/frames2"
+    ffmpeg -nostdin -loglevel error -i "$cache/video/vtest.avi" \
+        -vf "select=not(mod(n\,2))" -fps_mode vfr -start_number 0 "$tmp/frames2/frame_%04d.png"
+    mkdir -p "$frames2"
+    mv "$tmp"/frames2/frame_*.png "$frames2/"
+    echo "detector: $(find "$frames2" -name 'frame_*.png' | wc -l) frames in $frames2"
+else
+    echo "detector: every-2nd video frames already in $frames2"
 fi
 
 # --- python env for the OpenCV DNN reference (developer tool, not needed by the tests) --------------
