@@ -5,8 +5,8 @@
 mod common;
 
 use offload_codec::{
-    CodecError, FactorizedPrior, Frame, FrameHeader, GaussianConditional, ModelSpec,
-    container::{RECORD_HEADER_BYTES, header_len},
+    CodecError, FactorizedPrior, Frame, FrameHeader, GaussianConditional, ModelId, ModelSpec,
+    container::{HEADER_BYTES, RECORD_HEADER_BYTES},
     decode_frame, encode_frame,
 };
 use proptest::prelude::*;
@@ -36,7 +36,7 @@ fn build_fixture() -> Fixture {
     let coded = common::coded_frame(&mut rng, &spec, &priors, &gaussian);
     let header = FrameHeader::new(&spec, 5);
     let bytes = encode_frame(&header, &coded.records).unwrap();
-    let mut boundaries = vec![header_len(spec.layers.len())];
+    let mut boundaries = vec![HEADER_BYTES];
     for r in &coded.records {
         boundaries.push(boundaries[boundaries.len() - 1] + r.wire_len());
     }
@@ -170,6 +170,47 @@ proptest! {
         } else {
             let original = u32::from_le_bytes(f.bytes[at..at + 4].try_into().unwrap());
             prop_assert_eq!(result.is_ok(), value == original);
+        }
+    }
+
+    #[test]
+    fn any_other_version_is_unsupported(version in any::<u16>()) {
+        // Versions 1 and 2 included: their headers or records differ from version 3's.
+        prop_assume!(version != offload_codec::container::VERSION);
+        let f = fixture();
+        let mut bytes = f.bytes.clone();
+        bytes[4..6].copy_from_slice(&version.to_le_bytes());
+        let result = decode_all(f, &bytes);
+        let unsupported = matches!(
+            result,
+            Err(CodecError::UnsupportedVersion { found, supported: 3 }) if found == version
+        );
+        prop_assert!(unsupported, "{:?}", result);
+    }
+
+    #[test]
+    fn frames_of_a_foreign_model_are_refused(id in any::<[u8; 16]>(), layers in 0usize..4) {
+        // A well-formed frame (valid checksums) written by another model, whatever its layer
+        // count, is `ForeignModel`; so is a record of it behind this model's header.
+        let f = fixture();
+        prop_assume!(ModelId(id) != f.spec.model_id);
+        let mut spec = f.spec.clone();
+        spec.model_id = ModelId(id);
+        let header = FrameHeader::new(&spec, 5);
+        let n = layers.min(spec.layers.len());
+        let records = decode_frame(&f.bytes, &f.spec).unwrap().layers;
+        let foreign = encode_frame(&header, &records[..n]).unwrap();
+        let result = decode_all(f, &foreign);
+        let is_foreign = matches!(result, Err(CodecError::ForeignModel { .. }));
+        prop_assert!(is_foreign, "{:?}", result);
+        if n > 0 {
+            let mut spliced = f.bytes[..HEADER_BYTES].to_vec();
+            spliced.extend_from_slice(&foreign[HEADER_BYTES..]);
+            let is_checksum = matches!(
+                decode_all(f, &spliced),
+                Err(CodecError::Checksum { layer: Some(0), .. })
+            );
+            prop_assert!(is_checksum);
         }
     }
 

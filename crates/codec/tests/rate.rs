@@ -7,8 +7,8 @@
 mod common;
 
 use offload_codec::{
-    FactorizedPrior, FrameHeader, GaussianConditional, container::RECORD_HEADER_BYTES,
-    container::header_len, encode_frame,
+    FactorizedPrior, FrameHeader, GaussianConditional, container::HEADER_BYTES,
+    container::RECORD_HEADER_BYTES, encode_frame,
 };
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -202,12 +202,12 @@ fn small_layers_pay_at_most_a_few_bytes_of_coder_overhead() {
         records.push(record);
     }
     let bytes = encode_frame(&FrameHeader::new(&spec, 1), &records).unwrap();
-    let container = header_len(spec.layers.len()) + RECORD_HEADER_BYTES * records.len();
+    let container = HEADER_BYTES + RECORD_HEADER_BYTES * records.len();
     println!(
         "frame: {} bytes = {container} container bytes ({} header + {RECORD_HEADER_BYTES} per \
          record) + {} stream bytes (ideal {ideal_bytes:.1})",
         bytes.len(),
-        header_len(spec.layers.len()),
+        HEADER_BYTES,
         bytes.len() - container
     );
     assert_eq!(

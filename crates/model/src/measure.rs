@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use offload_codec::container::{RECORD_HEADER_BYTES, header_len};
+use offload_codec::container::{HEADER_BYTES, RECORD_HEADER_BYTES};
 use offload_codec::{FrameHeader, LayerRecord};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +83,7 @@ pub fn rate_accuracy(
 ) -> Result<RateAccuracy, ModelError> {
     let net = model.network();
     let n_layers = model.num_layers();
-    let header_bytes = header_len(n_layers) as u64;
+    let header_bytes = HEADER_BYTES as u64;
     let gaussian = offload_codec::GaussianConditional::default_table();
     let mut correct = vec![0usize; n_layers];
     let mut local = 0usize;

@@ -20,7 +20,7 @@ use crate::model::{DecoderKind, Network, images_to_tensor};
 /// A frame encoded on the device: the container header and one record per layer.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
-    /// The frame header (model id, frame id, layer shapes).
+    /// The frame header (model id, frame id; the layer shapes come from the model).
     pub header: FrameHeader,
     /// Records of layers `0..N`, in order; send any prefix.
     pub records: Vec<LayerRecord>,
@@ -34,7 +34,7 @@ impl EncodedFrame {
 
     /// Cumulative wire bytes of the first k layers, k = 1..N, including the frame header.
     pub fn prefix_bytes(&self) -> Vec<usize> {
-        let header = offload_codec::container::header_len(self.header.num_layers());
+        let header = offload_codec::container::HEADER_BYTES;
         self.layer_bytes()
             .iter()
             .scan(header, |acc, b| {

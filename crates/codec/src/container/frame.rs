@@ -26,8 +26,7 @@ pub fn encode_frame(header: &FrameHeader, records: &[LayerRecord]) -> Result<Vec
         });
     }
     let mut out = Vec::with_capacity(
-        super::header::header_len(header.num_layers())
-            + records.iter().map(LayerRecord::wire_len).sum::<usize>(),
+        super::header::HEADER_BYTES + records.iter().map(LayerRecord::wire_len).sum::<usize>(),
     );
     write_header(header, &mut out)?;
     for (position, record) in records.iter().enumerate() {

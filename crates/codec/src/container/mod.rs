@@ -11,8 +11,7 @@ mod spec;
 
 pub use frame::{Frame, FrameReader, decode_frame, encode_frame};
 pub use header::{
-    FrameHeader, HEADER_BYTES_PER_LAYER, HEADER_FIXED_BYTES, MAGIC, MAX_DIMENSION, MAX_LAYERS,
-    VERSION, header_len, read_header, write_header,
+    FrameHeader, HEADER_BYTES, MAGIC, MAX_LAYERS, VERSION, read_header, write_header,
 };
 pub use record::{LayerRecord, PendingY, RECORD_HEADER_BYTES, read_layer, write_layer};
 pub use spec::{LayerSpec, ModelId, ModelSpec, Shape};

@@ -180,7 +180,7 @@ pub fn write_layer(
     }
     let mut fields = [0u8; 8];
     fields[0..2].copy_from_slice(&record.index.to_le_bytes());
-    // fields[2..4]: flags, zero in version 2.
+    // fields[2..4]: flags, zero in version 3.
     fields[4..8].copy_from_slice(&(record.stream.len() as u32).to_le_bytes());
     let crc = record_crc(header, &fields, &record.stream);
     out.reserve(record.wire_len());
