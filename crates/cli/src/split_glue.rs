@@ -5,9 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use candle_core::Tensor;
 use offload_agent::{DeviceFrame, DeviceModel, ModelFailure, Prediction, TaskResult};
-use offload_codec::ModelId;
 use offload_codec::container::{read_header, read_layer, write_header, write_layer};
-use offload_model::SplitModel;
+use offload_codec::{FrameHeader, LayerRecord, ModelId, ModelSpec};
+use offload_model::{EncodedFrame, SplitModel};
 use offload_transport::{FrameHandler, HandlerError, ReceivedFrame};
 
 /// The transport's 32-bit model id: the first four bytes of the model's 16-byte id. The codec
@@ -27,6 +27,59 @@ fn best(probabilities: &[f32]) -> Result<Prediction, ModelFailure> {
             confidence: p.clamp(0.0, 1.0),
         })
         .ok_or_else(|| ModelFailure("the model returned no class probabilities".into()))
+}
+
+/// The codec header and layer records of `encoded` as the bytes the transport sends.
+pub(crate) fn wire_messages(encoded: &EncodedFrame) -> Result<(Bytes, Vec<Bytes>), ModelFailure> {
+    let fail = |e: &dyn std::fmt::Display| ModelFailure(e.to_string());
+    let mut header = Vec::new();
+    write_header(&encoded.header, &mut header).map_err(|e| fail(&e))?;
+    let mut layers = Vec::with_capacity(encoded.records.len());
+    for record in &encoded.records {
+        let mut out = Vec::with_capacity(record.wire_len());
+        write_layer(&encoded.header, record, &mut out).map_err(|e| fail(&e))?;
+        layers.push(Bytes::from(out));
+    }
+    Ok((Bytes::from(header), layers))
+}
+
+/// Checks that `frame` is for the model of `spec` and parses its codec header and layer
+/// records, refusing trailing bytes in either.
+pub(crate) fn read_codec_frame(
+    frame: &ReceivedFrame,
+    spec: &ModelSpec,
+) -> Result<(FrameHeader, Vec<LayerRecord>), HandlerError> {
+    let expected = model_id32(&spec.model_id);
+    if frame.model_id != expected {
+        return Err(HandlerError::new(format!(
+            "frame {} is for model {:08x}, this handler runs {:08x}",
+            frame.frame_id, frame.model_id, expected
+        )));
+    }
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        HandlerError::new(format!("frame {}: {what}: {e}", frame.frame_id))
+    };
+    let (header, used) = read_header(&frame.header, spec).map_err(|e| bad("codec header", &e))?;
+    if used != frame.header.len() {
+        return Err(HandlerError::new(format!(
+            "frame {}: codec header has {} trailing bytes",
+            frame.frame_id,
+            frame.header.len() - used
+        )));
+    }
+    let mut records = Vec::with_capacity(frame.layers.len().min(header.num_layers()));
+    for (i, layer) in frame.layers.iter().enumerate() {
+        let (record, used) =
+            read_layer(layer, &header).map_err(|e| bad(&format!("layer {i}"), &e))?;
+        if used != layer.len() {
+            return Err(HandlerError::new(format!(
+                "frame {}: layer {i} has trailing bytes",
+                frame.frame_id
+            )));
+        }
+        records.push(record);
+    }
+    Ok((header, records))
 }
 
 /// The device's half: encoder + layered codec, and the local path.
@@ -59,17 +112,10 @@ impl DeviceModel for SplitDevice {
             .map_err(|e| fail(&e))?;
         // The frame id inside the codec header is not used by the transport (which carries its own).
         let encoded = self.model.code_layers(&symbols, 0).map_err(|e| fail(&e))?;
-        let mut header = Vec::new();
-        write_header(&encoded.header, &mut header).map_err(|e| fail(&e))?;
-        let mut layers = Vec::with_capacity(encoded.records.len());
-        for record in &encoded.records {
-            let mut out = Vec::with_capacity(record.wire_len());
-            write_layer(&encoded.header, record, &mut out).map_err(|e| fail(&e))?;
-            layers.push(Bytes::from(out));
-        }
+        let (header, layers) = wire_messages(&encoded)?;
         Ok(DeviceFrame {
             features,
-            header: Bytes::from(header),
+            header,
             layers,
         })
     }
@@ -99,37 +145,10 @@ impl SplitHandler {
 
 impl FrameHandler for SplitHandler {
     fn handle(&self, frame: &ReceivedFrame) -> Result<Vec<u8>, HandlerError> {
-        let expected = model_id32(&self.model.model_id());
-        if frame.model_id != expected {
-            return Err(HandlerError::new(format!(
-                "frame {} is for model {:08x}, this server runs {:08x}",
-                frame.frame_id, frame.model_id, expected
-            )));
-        }
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             HandlerError::new(format!("frame {}: {what}: {e}", frame.frame_id))
         };
-        let (header, used) =
-            read_header(&frame.header, self.model.spec()).map_err(|e| bad("codec header", &e))?;
-        if used != frame.header.len() {
-            return Err(HandlerError::new(format!(
-                "frame {}: codec header has {} trailing bytes",
-                frame.frame_id,
-                frame.header.len() - used
-            )));
-        }
-        let mut records = Vec::with_capacity(frame.layers.len().min(header.num_layers()));
-        for (i, layer) in frame.layers.iter().enumerate() {
-            let (record, used) =
-                read_layer(layer, &header).map_err(|e| bad(&format!("layer {i}"), &e))?;
-            if used != layer.len() {
-                return Err(HandlerError::new(format!(
-                    "frame {}: layer {i} has trailing bytes",
-                    frame.frame_id
-                )));
-            }
-            records.push(record);
-        }
+        let (header, records) = read_codec_frame(frame, self.model.spec())?;
         let p = self
             .model
             .server_decode(&header, &records)
