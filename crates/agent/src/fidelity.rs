@@ -18,15 +18,21 @@ pub struct FramePair {
     pub reference: Vec<DetectedObject>,
 }
 
-/// Mean over the reference's classes of the average precision of `frames` at `iou`, keeping
-/// only detections and references scoring at least `min_score`. `None` when no reference
-/// object reaches `min_score` (nothing to measure against).
+/// Mean over the reference's classes of the average precision of `frames` at `iou`, taking as
+/// reference objects those scoring at least `reference_min_score` and ranking the detections
+/// scoring at least `detected_min_score`. `None` when no reference object reaches its floor
+/// (nothing to measure against).
 ///
 /// Per class: detections of all frames sorted by score (descending; ties by frame order), each
 /// matched greedily to the unmatched reference box of its frame and class with the highest IoU
 /// ≥ `iou`; AP is the area under the precision envelope over recall.
-pub fn mean_average_precision(frames: &[FramePair], iou: f32, min_score: f32) -> Option<f64> {
-    let keep = |d: &&DetectedObject| d.score >= min_score;
+pub fn mean_average_precision(
+    frames: &[FramePair],
+    iou: f32,
+    reference_min_score: f32,
+    detected_min_score: f32,
+) -> Option<f64> {
+    let keep = |d: &&DetectedObject| d.score >= reference_min_score;
     let classes: BTreeSet<u16> = frames
         .iter()
         .flat_map(|f| f.reference.iter().filter(keep).map(|d| d.class_id))
@@ -37,16 +43,24 @@ pub fn mean_average_precision(frames: &[FramePair], iou: f32, min_score: f32) ->
     let aps: Vec<f64> = classes
         .iter()
         .map(|&class| {
-            let of_class = |d: &&DetectedObject| d.class_id == class && d.score >= min_score;
+            let reference_of_class =
+                |d: &&DetectedObject| d.class_id == class && d.score >= reference_min_score;
+            let detected_of_class =
+                |d: &&DetectedObject| d.class_id == class && d.score >= detected_min_score;
             let references: Vec<Vec<&DetectedObject>> = frames
                 .iter()
-                .map(|f| f.reference.iter().filter(of_class).collect())
+                .map(|f| f.reference.iter().filter(reference_of_class).collect())
                 .collect();
             let total: usize = references.iter().map(Vec::len).sum();
             let mut ranked: Vec<(usize, &DetectedObject)> = frames
                 .iter()
                 .enumerate()
-                .flat_map(|(i, f)| f.detected.iter().filter(of_class).map(move |d| (i, d)))
+                .flat_map(|(i, f)| {
+                    f.detected
+                        .iter()
+                        .filter(detected_of_class)
+                        .map(move |d| (i, d))
+                })
                 .collect();
             ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
             let mut used: Vec<Vec<bool>> =
@@ -125,7 +139,7 @@ mod tests {
                 reference: vec![obj(1, 0.8, 0.3)],
             },
         ];
-        assert_eq!(mean_average_precision(&frames, 0.5, 0.3), Some(1.0));
+        assert_eq!(mean_average_precision(&frames, 0.5, 0.3, 0.0), Some(1.0));
     }
 
     #[test]
@@ -136,16 +150,18 @@ mod tests {
             detected: vec![obj(1, 0.95, 0.7), obj(1, 0.9, 0.0), obj(1, 0.8, 0.45)],
             reference: vec![obj(1, 0.9, 0.0), obj(1, 0.9, 0.3)],
         }];
-        let map = mean_average_precision(&frames, 0.5, 0.3).unwrap();
+        let map = mean_average_precision(&frames, 0.5, 0.3, 0.0).unwrap();
         // Recall reaches 1/2 with precision 1/2; the other reference is never found.
         assert!((map - 0.25).abs() < 1e-12, "{map}");
+        // Ranking only the detections above 0.92 leaves the false alarm alone.
+        assert_eq!(mean_average_precision(&frames, 0.5, 0.3, 0.92), Some(0.0));
         // Nothing to compare against below the score floor.
-        assert_eq!(mean_average_precision(&frames, 0.5, 0.99), None);
+        assert_eq!(mean_average_precision(&frames, 0.5, 0.99, 0.0), None);
         // A class only in the reference counts as AP 0.
         let missing = vec![FramePair {
             detected: vec![obj(1, 0.9, 0.0)],
             reference: vec![obj(1, 0.9, 0.0), obj(2, 0.9, 0.0)],
         }];
-        assert_eq!(mean_average_precision(&missing, 0.5, 0.3), Some(0.5));
+        assert_eq!(mean_average_precision(&missing, 0.5, 0.3, 0.0), Some(0.5));
     }
 }
