@@ -96,7 +96,11 @@ impl Policy for QueueBola {
                 self.outstanding.push_back((frame, now));
             }
             Observation::Delivered { frame, .. } | Observation::Abandoned { frame, .. } => {
-                self.outstanding.retain(|&(f, _)| f != frame);
+                // A frame is sent once, so it is listed at most once, usually first: reports
+                // come back in sending order.
+                if let Some(at) = self.outstanding.iter().position(|&(f, _)| f == frame) {
+                    self.outstanding.remove(at);
+                }
             }
             Observation::ServerUnreachable => self.outstanding.clear(),
             _ => {}

@@ -159,6 +159,7 @@ impl Controller {
     }
 
     /// The current estimates.
+    #[inline]
     pub fn estimates(&self) -> &Estimates {
         &self.estimates
     }

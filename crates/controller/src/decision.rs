@@ -17,6 +17,7 @@ pub enum Decision {
 
 impl Decision {
     /// Number of layers sent: 0 for local execution.
+    #[inline]
     pub fn layers(self) -> u32 {
         match self {
             Decision::Local => 0,

@@ -15,6 +15,7 @@ pub struct DeviceState {
 
 impl DeviceState {
     /// The battery level to plan with: unknown counts as full, charging counts as full.
+    #[inline]
     pub fn effective_battery(&self) -> f64 {
         if self.charging {
             1.0
@@ -27,6 +28,7 @@ impl DeviceState {
     ///
     /// With load `l` from other work the model gets roughly `1 - l` of the CPU; capped at 4× so
     /// that a spurious reading of 100 % load does not make local execution look impossible.
+    #[inline]
     pub fn compute_slowdown(&self) -> f64 {
         let load = self.cpu_load.unwrap_or(0.0).clamp(0.0, 0.75);
         1.0 / (1.0 - load)

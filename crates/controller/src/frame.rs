@@ -45,6 +45,7 @@ pub struct FrameOptions {
 
 impl FrameOptions {
     /// The option that sends `layers` layers, if there is one.
+    #[inline]
     pub fn option(&self, layers: u32) -> Option<&OffloadOption> {
         (layers as usize)
             .checked_sub(1)

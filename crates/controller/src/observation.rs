@@ -19,6 +19,7 @@ pub struct RateSample {
 
 impl RateSample {
     /// The sample's rate in bit/s, or `None` for an empty or zero-length interval.
+    #[inline]
     pub fn rate_bps(&self) -> Option<f64> {
         let dt = self.end - self.start;
         if self.bytes == 0 || dt.is_nan() || dt <= 0.0 {

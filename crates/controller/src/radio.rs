@@ -44,11 +44,13 @@ impl RadioModel {
     };
 
     /// Power while sending at `bps` uplink (W).
+    #[inline]
     pub fn uplink_power_w(&self, bps: f64) -> f64 {
         self.active_base_w + self.uplink_w_per_mbps * bps / 1e6
     }
 
     /// Energy of sending `bits` in `duration` seconds (J), promotion and tail excluded.
+    #[inline]
     pub fn uplink_energy_j(&self, bits: f64, duration: f64) -> f64 {
         if duration <= 0.0 {
             return 0.0;
@@ -68,6 +70,7 @@ impl RadioModel {
     /// `duration`, given the radio's state: active energy, the promotion if the radio is idle
     /// by then, and the *marginal* tail — transmitting cuts the running tail short and starts a
     /// new full one, so the extra tail paid is the part of the old tail already elapsed.
+    #[inline]
     pub fn predict_uplink_j(
         &self,
         state: &RadioState,
@@ -85,6 +88,7 @@ impl RadioModel {
     }
 
     /// Whether a transfer starting at `start` has to wait for an RRC promotion.
+    #[inline]
     pub fn needs_promotion(&self, state: &RadioState, start: f64) -> bool {
         !matches!(state.last_active_end, Some(end) if start - end <= self.tail_s)
     }
@@ -105,6 +109,7 @@ pub struct RadioState {
 
 impl RadioState {
     /// Records activity ending at `end`.
+    #[inline]
     pub fn record_activity(&mut self, end: f64) {
         self.last_active_end = Some(self.last_active_end.map_or(end, |e| e.max(end)));
     }

@@ -33,12 +33,14 @@ impl Default for Utility {
 
 impl Utility {
     /// The weight of one joule at battery level `battery` (use 1.0 while charging).
+    #[inline]
     pub fn energy_weight(&self, battery: f64) -> f64 {
         let empty = 1.0 - battery.clamp(0.0, 1.0);
         self.energy_weight_per_j * (1.0 + self.low_battery_gain * empty * empty)
     }
 
     /// Utility of one frame: `accuracy` if its result arrived in time, else a miss.
+    #[inline]
     pub fn frame(&self, delivered_accuracy: Option<f64>, energy_j: f64, battery: f64) -> f64 {
         let value = match delivered_accuracy {
             Some(a) => a,

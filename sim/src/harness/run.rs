@@ -158,7 +158,9 @@ impl Default for LatencyHistogram {
 impl LatencyHistogram {
     /// Adds a latency (s).
     pub fn add(&mut self, latency_s: f64) {
-        let bin = (latency_s * 1e3).floor().clamp(0.0, 1000.0) as usize;
+        // `as` truncates, which is `floor` on the clamped (non-negative) value, and sends NaN
+        // to bin 0 as before.
+        let bin = (latency_s * 1e3).clamp(0.0, 1000.0) as usize;
         self.bins[bin] += 1;
     }
 

@@ -6,6 +6,9 @@ use super::error::TraceError;
 use super::grid::GridIndex;
 use super::options::{Direction, SeriesSelect, TraceFormat};
 
+/// 2^52: from here on every `f64` is an integer, and below it `as u64` truncates exactly.
+const TWO_POW_52: f64 = 4_503_599_627_370_496.0;
+
 /// One constant-rate piece of a [`Trace`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Segment {
@@ -239,7 +242,18 @@ impl Trace {
     #[inline]
     fn wrap(&self, t: f64) -> (f64, f64) {
         let period = self.duration();
-        let k = (t / period).floor();
+        let q = t / period;
+        // In the first period `floor(q)` is 0 and the offset is `t` itself.
+        if q > 0.0 && q < 1.0 {
+            return (0.0, t);
+        }
+        // `floor` is a library call on baseline x86-64; for a positive `q` below 2^52 the
+        // truncating conversion gives the same value.
+        let k = if q > 0.0 && q < TWO_POW_52 {
+            (q as u64) as f64
+        } else {
+            q.floor()
+        };
         let off = t - k * period;
         // Rounding can land exactly on the period or a hair below zero.
         if off >= period {
@@ -352,7 +366,16 @@ impl Trace {
         // Bits from the start of period k to the end of the transfer.
         let target = self.cum[i0] + r0 * (off - self.starts[i0]) + bits;
         // Period (after k) in which the target is reached: j·T < target ≤ (j+1)·T.
-        let j = ((target / total).ceil() - 1.0).max(0.0);
+        let q = target / total;
+        // `ceil` without the library call where the truncation gives it exactly.
+        let j = if q > 0.0 && q <= 1.0 {
+            0.0
+        } else if q > 0.0 && q < TWO_POW_52 {
+            let t = (q as u64) as f64;
+            (if t < q { t + 1.0 } else { t } - 1.0).max(0.0)
+        } else {
+            (q.ceil() - 1.0).max(0.0)
+        };
         let rem = (target - j * total).clamp(f64::MIN_POSITIVE, total);
         let n = self.rates.len();
         // First segment whose end reaches `rem`; its start is below `rem`, so its rate is > 0.
@@ -489,6 +512,46 @@ mod tests {
         assert_eq!(t.transfer_end(0.0, 6e6), Some(5.0));
         assert_eq!(t.transfer_end(f64::NAN, 1.0), None);
         assert_eq!(t.transfer_end(0.0, f64::INFINITY), None);
+    }
+
+    /// The `floor`-based split the fast paths of `wrap` must reproduce bit for bit.
+    fn wrap_by_floor(t: &Trace, x: f64) -> (f64, f64) {
+        let period = t.duration();
+        let k = (x / period).floor();
+        let off = x - k * period;
+        if off >= period {
+            (k + 1.0, 0.0)
+        } else if off < 0.0 {
+            (k, 0.0)
+        } else {
+            (k, off)
+        }
+    }
+
+    #[test]
+    fn wrap_equals_the_floor_formula_bit_for_bit() {
+        let bits = |(k, off): (f64, f64)| (k.to_bits(), off.to_bits());
+        for trace in [
+            step(),
+            Trace::from_segments("odd", &[(0.7, 1.0), (0.0013, 2.0)]).unwrap(),
+        ] {
+            let p = trace.duration();
+            let mut xs = vec![
+                0.0, -0.0, p, -p, 1e-300, -1e-300, 1e300, -1e300, 4.5e15, 9.1e15,
+            ];
+            for i in -2000..2000 {
+                let x = f64::from(i) * 0.013_7;
+                xs.extend([x, x * p, f64::from(i) * p, f64::from(i) * p - 1e-12]);
+                xs.extend([x * 1e12, f64::from(i).next_up() * p]);
+            }
+            for x in xs {
+                assert_eq!(
+                    bits(trace.wrap(x)),
+                    bits(wrap_by_floor(&trace, x)),
+                    "x={x:e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -32,11 +32,13 @@ pub struct Estimate {
 
 impl Estimate {
     /// A conservative rate: `bps - z·std`, floored at 1 % of `bps`.
+    #[inline]
     pub fn lower(&self, z: f64) -> f64 {
         (self.bps - z * self.std_bps).max(0.01 * self.bps)
     }
 
     /// Seconds since the latest sample.
+    #[inline]
     pub fn age(&self, now: f64) -> f64 {
         (now - self.last_sample_at).max(0.0)
     }
@@ -112,6 +114,7 @@ pub struct Estimates {
 
 impl Estimates {
     /// Smoothed RTT, or `default` before any sample.
+    #[inline]
     pub fn rtt_or(&self, default: f64) -> f64 {
         self.rtt.map_or(default, |r| r.smoothed)
     }
