@@ -46,6 +46,9 @@ pub enum ModelError {
     /// The training or test data could not be read.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// The detector could not be loaded or run.
+    #[error(transparent)]
+    Detector(#[from] crate::detector::DetectorError),
     /// A tensor operation failed.
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),

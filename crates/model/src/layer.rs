@@ -6,15 +6,47 @@ use candle_nn::VarBuilder;
 
 use crate::batch_norm::BatchNorm;
 use crate::config::ModelConfig;
-use crate::conv::{Conv2d, upsample2};
+use crate::conv::{Conv2d, crop, upsample2};
 use crate::density::{FactorizedDensity, bits_per_item};
 use crate::gaussian::gaussian_likelihood;
 use crate::hyperprior::Hyperprior;
+
+/// The shapes one codec layer is built for: F (channels × side²) and its latent y.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerGeometry {
+    /// Channels of the split-point features F.
+    pub feature_channels: usize,
+    /// Side of F (square).
+    pub feature_side: usize,
+    /// Channels of this layer's latent y.
+    pub latent_channels: usize,
+    /// Side of y: ⌈side/2⌉ for layer 0 (strided), the side of F for the others.
+    pub latent_side: usize,
+    /// Hidden channels of the hyperprior's transforms.
+    pub hyper_channels: usize,
+    /// Channels of the hyper-latent z.
+    pub z_channels: usize,
+}
+
+impl LayerGeometry {
+    /// Layer `index` of a Fashion-MNIST [`ModelConfig`].
+    pub fn of(config: &ModelConfig, index: usize) -> Self {
+        Self {
+            feature_channels: config.feature_channels(),
+            feature_side: config.feature_side(),
+            latent_channels: config.layer_channels[index],
+            latent_side: config.latent_side(index),
+            hyper_channels: config.hyper_channels,
+            z_channels: config.z_channels,
+        }
+    }
+}
 
 /// Reduction, hyperprior, density and expansion of layer `index`.
 #[derive(Debug, Clone)]
 pub struct CodecLayer {
     index: usize,
+    feature_side: usize,
     reduce: Conv2d,
     hyper: Hyperprior,
     density: FactorizedDensity,
@@ -47,8 +79,13 @@ pub struct Quantised {
 impl CodecLayer {
     /// Builds layer `index` under `vb` (`reduce`, `hyper`, `density`, `expand`, `expand_bn`).
     pub fn new(config: &ModelConfig, index: usize, vb: VarBuilder) -> Result<Self> {
-        let f = config.feature_channels();
-        let c = config.layer_channels[index];
+        Self::with_geometry(&LayerGeometry::of(config, index), index, vb)
+    }
+
+    /// Builds layer `index` of the given shapes under `vb` (same variable names as [`Self::new`]).
+    pub fn with_geometry(g: &LayerGeometry, index: usize, vb: VarBuilder) -> Result<Self> {
+        let f = g.feature_channels;
+        let c = g.latent_channels;
         // Layer 0 reduces space and channels (5×5 stride 2), the others channels only (1×1).
         let (reduce, expand) = if index == 0 {
             (
@@ -63,15 +100,16 @@ impl CodecLayer {
         };
         Ok(Self {
             index,
+            feature_side: g.feature_side,
             reduce,
             hyper: Hyperprior::new(
                 c,
-                config.latent_side(index),
-                config.hyper_channels,
-                config.z_channels,
+                g.latent_side,
+                g.hyper_channels,
+                g.z_channels,
                 vb.pp("hyper"),
             )?,
-            density: FactorizedDensity::new(config.z_channels, vb.pp("density"))?,
+            density: FactorizedDensity::new(g.z_channels, vb.pp("density"))?,
             expand,
             expand_bn: BatchNorm::new(f, vb.pp("expand_bn"))?,
         })
@@ -101,7 +139,8 @@ impl CodecLayer {
     pub fn expand(&self, y_hat: &Tensor, train: bool) -> Result<Tensor> {
         let mut e = self.expand.forward(y_hat)?;
         if self.index == 0 {
-            e = upsample2(&e)?;
+            // An odd side of F was rounded up by the strided reduction: crop the extra row/column.
+            e = crop(&upsample2(&e)?, self.feature_side, self.feature_side)?;
         }
         self.expand_bn.forward(&e, train)
     }
