@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use offload_controller::Policy;
 use serde::{Deserialize, Serialize};
 
-use crate::{DeadlineAware, EnergyAware, FixedK, LocalOnly, Mpc, QueueBola, ThroughputRule};
+use crate::{
+    DeadlineAware, EnergyAware, FixedK, ForecastError, LocalOnly, Mpc, QueueBola, ThroughputRule,
+};
 
 /// A policy and its parameters; the `kind` field names the policy.
 ///
@@ -41,6 +43,14 @@ pub enum PolicyConfig {
         sustain: f64,
         /// Seconds without a sample after which the base layer is sent as a probe.
         probe_after_s: f64,
+        /// Plan with the estimate's own measured error instead of `z` standard deviations
+        /// (absent: `z`).
+        #[serde(default)]
+        adaptive: Option<AdaptiveMargin>,
+        /// Treat the link as down once a frame's report is this late (s; absent: only after
+        /// `probe_after_s` without a sample).
+        #[serde(default)]
+        stall_slack_s: Option<f64>,
     },
     /// [`Mpc`].
     Mpc {
@@ -50,6 +60,14 @@ pub enum PolicyConfig {
         z: f64,
         /// Seconds without a sample after which the base layer is sent as a probe.
         probe_after_s: f64,
+        /// Plan with the estimate's own measured error instead of `z` standard deviations
+        /// (absent: `z`).
+        #[serde(default)]
+        adaptive: Option<AdaptiveMargin>,
+        /// Treat the link as down once a frame's report is this late (s; absent: only after
+        /// `probe_after_s` without a sample).
+        #[serde(default)]
+        stall_slack_s: Option<f64>,
     },
     /// [`EnergyAware`].
     EnergyAware {
@@ -93,12 +111,24 @@ impl PolicyConfig {
                 margin_s,
                 sustain,
                 probe_after_s,
-            } => Box::new(DeadlineAware::new(z, margin_s, sustain, probe_after_s)),
+                adaptive,
+                stall_slack_s,
+            } => Box::new(
+                DeadlineAware::new(z, margin_s, sustain, probe_after_s)
+                    .with_margin(adaptive.map(|a| a.build(z)))
+                    .with_stall_detection(stall_slack_s),
+            ),
             PolicyConfig::Mpc {
                 horizon,
                 z,
                 probe_after_s,
-            } => Box::new(Mpc::new(horizon, z, probe_after_s)),
+                adaptive,
+                stall_slack_s,
+            } => Box::new(
+                Mpc::new(horizon, z, probe_after_s)
+                    .with_margin(adaptive.map(|a| a.build(z)))
+                    .with_stall_detection(stall_slack_s),
+            ),
             PolicyConfig::EnergyAware {
                 z,
                 margin_s,
@@ -121,6 +151,23 @@ impl PolicyConfig {
                 target_slack_s,
             } => Box::new(QueueBola::new(min_slack_s, target_slack_s)),
         }
+    }
+}
+
+/// The settings of a [`ForecastError`] margin.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveMargin {
+    /// Standard deviations of the log forecast error taken off the estimate.
+    pub z: f64,
+    /// Frames the error statistics remember (about).
+    pub memory: f64,
+}
+
+impl AdaptiveMargin {
+    /// The margin, falling back to `fallback_z` standard deviations of the estimate while cold.
+    pub fn build(&self, fallback_z: f64) -> ForecastError {
+        ForecastError::new(self.z, self.memory, fallback_z)
     }
 }
 

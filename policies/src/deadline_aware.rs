@@ -2,6 +2,7 @@
 
 use offload_controller::{Context, Decision, FrameOptions, Observation, Policy};
 
+use crate::ForecastError;
 use crate::backlog::BacklogModel;
 use crate::probe::Prober;
 use crate::timing::offload_result_at;
@@ -26,20 +27,37 @@ pub struct DeadlineAware {
     sustain: f64,
     prober: Prober,
     backlog: BacklogModel,
+    /// The measured-error margin, when it replaces `z`.
+    margin: Option<ForecastError>,
 }
 
 impl DeadlineAware {
     /// `z`: standard deviations off the estimate; `margin_s`: slack kept before the deadline;
-    /// `sustain ∈ (0, 1]`: fraction of the conservative rate a steady stream of `k` may use;
+    /// `sustain ∈ (0, 2]`: fraction of the conservative rate a steady stream of `k` may use
+    /// (above 1 the stream may exceed it, and only the backlog in the deadline test limits it);
     /// `probe_after_s`: staleness that triggers a probe.
     pub fn new(z: f64, margin_s: f64, sustain: f64, probe_after_s: f64) -> Self {
         DeadlineAware {
             z: z.max(0.0),
             margin_s: margin_s.max(0.0),
-            sustain: sustain.clamp(0.01, 1.0),
+            sustain: sustain.clamp(0.01, 2.0),
             prober: Prober::new(probe_after_s),
             backlog: BacklogModel::default(),
+            margin: None,
         }
+    }
+
+    /// Also treats the link as down when a frame's report is `slack_s` overdue (see
+    /// [`Prober::with_stall_detection`]).
+    pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {
+        self.prober = self.prober.with_stall_detection(slack_s);
+        self
+    }
+
+    /// Plans with `margin`'s rate instead of `z` standard deviations off the estimate.
+    pub fn with_margin(mut self, margin: Option<ForecastError>) -> Self {
+        self.margin = margin;
+        self
     }
 }
 
@@ -53,13 +71,20 @@ impl Policy for DeadlineAware {
             Ok(est) => est,
             Err(decision) => return decision,
         };
-        let rate = est.lower(self.z).max(1.0);
+        let rate = match &self.margin {
+            Some(m) => m.rate(&est),
+            None => est.lower(self.z),
+        }
+        .max(1.0);
         let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
         let fps = 1.0 / ctx.frame_interval.max(1e-6);
         let fits = frame.offload.iter().rev().find(|o| {
             o.bytes as f64 * 8.0 * fps <= self.sustain * rate
                 && offload_result_at(ctx, o, backlog, rate) + self.margin_s <= frame.deadline
         });
+        if let Some(m) = &mut self.margin {
+            m.planned(frame.frame, est.bps);
+        }
         if let Some(o) = fits {
             return Decision::Offload { layers: o.layers };
         }
@@ -82,5 +107,9 @@ impl Policy for DeadlineAware {
 
     fn observe(&mut self, now: f64, observation: &Observation) {
         self.backlog.observe(now, observation);
+        self.prober.observe(now, observation);
+        if let Some(m) = &mut self.margin {
+            m.observe(observation);
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use offload_controller::{Context, Decision, FrameOptions, Observation, Policy, RadioModel};
 
+use crate::ForecastError;
 use crate::backlog::BacklogModel;
 use crate::probe::Prober;
 
@@ -43,6 +44,8 @@ pub struct Mpc {
     /// Per-decision tables, kept to avoid allocating every frame.
     times: Vec<FrameTimes>,
     actions: Vec<Action>,
+    /// The measured-error margin, when it replaces `z`.
+    margin: Option<ForecastError>,
 }
 
 /// The state of the device model while a plan is simulated.
@@ -223,7 +226,21 @@ impl Mpc {
             last_first: 0,
             times: Vec::new(),
             actions: Vec::new(),
+            margin: None,
         }
+    }
+
+    /// Also treats the link as down when a frame's report is `slack_s` overdue (see
+    /// [`Prober::with_stall_detection`]).
+    pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {
+        self.prober = self.prober.with_stall_detection(slack_s);
+        self
+    }
+
+    /// Plans with `margin`'s rate instead of `z` standard deviations off the estimate.
+    pub fn with_margin(mut self, margin: Option<ForecastError>) -> Self {
+        self.margin = margin;
+        self
     }
 
     /// Fills the per-decision tables for planning at `rate`.
@@ -367,7 +384,14 @@ impl Policy for Mpc {
             Ok(est) => est,
             Err(decision) => return decision,
         };
-        let rate = est.lower(self.z).max(1.0);
+        let rate = match &self.margin {
+            Some(m) => m.rate(&est),
+            None => est.lower(self.z),
+        }
+        .max(1.0);
+        if let Some(m) = &mut self.margin {
+            m.planned(frame.frame, est.bps);
+        }
         let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
         let rtt = ctx.estimates.rtt_or(ctx.default_rtt);
         let w = ctx.utility.energy_weight(ctx.device.effective_battery());
@@ -409,6 +433,10 @@ impl Policy for Mpc {
 
     fn observe(&mut self, now: f64, observation: &Observation) {
         self.backlog.observe(now, observation);
+        self.prober.observe(now, observation);
+        if let Some(m) = &mut self.margin {
+            m.observe(observation);
+        }
     }
 }
 

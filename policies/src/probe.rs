@@ -1,6 +1,8 @@
 //! When to send the base layer just to learn the link again.
 
-use offload_controller::{Context, Decision, Estimate, FrameOptions};
+use offload_controller::{Context, Decision, Estimate, FrameOptions, Observation};
+
+use std::collections::VecDeque;
 
 use crate::timing::local_result_at;
 
@@ -12,11 +14,24 @@ use crate::timing::local_result_at;
 /// (the device picked it up late, behind an earlier local run) is sent as a probe as well: a
 /// late local result is a miss that also keeps the CPU busy and makes the device drop the next
 /// frames, while the base layer misses at worst and may find the link back.
+///
+/// Optionally ([`Prober::with_stall_detection`]) the link is also treated as down as soon as
+/// the oldest frame still unreported is overdue: its report should have come after its own
+/// transfer at the estimated rate, the round trip and the server time, and `slack_s` more has
+/// passed. In a blockage or an on/off outage this notices the dead link after a frame's
+/// expected report time plus the slack, instead of after `after_s` without any sample (which
+/// has to exceed the normal report delay of a busy link).
 #[derive(Debug, Clone)]
 pub struct Prober {
     after_s: f64,
     last_probe: f64,
+    stall_slack_s: Option<f64>,
+    /// Frames sent and not yet reported: `(frame, sent at, bytes)`, oldest first.
+    unreported: VecDeque<(u64, f64, u64)>,
 }
+
+/// Most unreported frames tracked: bounds memory if reports never come.
+const MAX_UNREPORTED: usize = 64;
 
 impl Prober {
     /// Probes after `after_s` seconds without a sample.
@@ -24,7 +39,53 @@ impl Prober {
         Prober {
             after_s: after_s.max(0.0),
             last_probe: f64::NEG_INFINITY,
+            stall_slack_s: None,
+            unreported: VecDeque::new(),
         }
+    }
+
+    /// Also treats the link as down when the oldest unreported frame is `slack_s` past its
+    /// expected report time (`None`: only after `after_s` without a sample).
+    pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {
+        self.stall_slack_s = slack_s.map(|s| s.max(0.0));
+        self
+    }
+
+    /// Sees the agent's observations (sends and reports), for the stall detection.
+    pub fn observe(&mut self, now: f64, observation: &Observation) {
+        if self.stall_slack_s.is_none() {
+            return;
+        }
+        match *observation {
+            Observation::Sent { frame, bytes } => {
+                if self.unreported.len() == MAX_UNREPORTED {
+                    self.unreported.pop_front();
+                }
+                self.unreported.push_back((frame, now, bytes));
+            }
+            Observation::Delivered { frame, .. } | Observation::Abandoned { frame, .. } => {
+                if let Some(at) = self.unreported.iter().position(|&(f, ..)| f == frame) {
+                    self.unreported.remove(at);
+                }
+            }
+            Observation::ServerUnreachable => self.unreported.clear(),
+            _ => {}
+        }
+    }
+
+    /// Whether the oldest unreported frame is overdue by more than the slack.
+    fn stalled(&self, e: &Estimate, frame: &FrameOptions, ctx: &Context<'_>) -> bool {
+        let (Some(slack), Some(&(_, sent_at, bytes))) =
+            (self.stall_slack_s, self.unreported.front())
+        else {
+            return false;
+        };
+        let server = frame.offload.first().map_or(0.0, |o| o.server_time);
+        let expected = sent_at
+            + bytes as f64 * 8.0 / e.bps.max(1.0)
+            + ctx.estimates.rtt_or(ctx.default_rtt)
+            + server;
+        ctx.now > expected + slack
     }
 
     /// The throughput estimate to plan with, or, when it is missing or stale, the decision to
@@ -36,7 +97,7 @@ impl Prober {
         ctx: &Context<'_>,
     ) -> Result<Estimate, Decision> {
         match ctx.estimates.throughput {
-            Some(e) if e.age(ctx.now) <= self.after_s => Ok(e),
+            Some(e) if e.age(ctx.now) <= self.after_s && !self.stalled(&e, frame, ctx) => Ok(e),
             _ if ctx.now - self.last_probe >= self.after_s
                 || local_result_at(ctx, frame) > frame.deadline =>
             {

@@ -136,6 +136,7 @@ pub fn plan_with<'t>(
     let mut seeded: Vec<Node> = seeds.iter().map(|_| start.clone()).collect();
     let mut cands: Vec<Candidate> = Vec::with_capacity((width + seeds.len()) * n_actions);
     let mut order: Vec<usize> = Vec::new();
+    let mut keys: Vec<u64> = Vec::with_capacity(width);
     let mut next_seeded: Vec<Node> = Vec::with_capacity(seeds.len());
 
     for i in 0..setup.n_frames {
@@ -211,17 +212,12 @@ pub fn plan_with<'t>(
                 push(succ, index, action, seed_action == Some(action));
             }
         }
-        // Best per key, then the best `width` keys; ties broken by candidate order.
+        // Best per key, then the best `width` keys; ties broken by candidate order. In the
+        // order of (utility descending, candidate order) the first candidate of each key is its
+        // best, and these firsts come best key first: one sort and a scan that stops at `width`
+        // keys (a linear search among the kept keys: the beam is a handful of states).
         order.clear();
         order.extend(0..cands.len());
-        order.sort_unstable_by(|&a, &b| {
-            cands[a]
-                .key
-                .cmp(&cands[b].key)
-                .then(cands[b].node.utility.total_cmp(&cands[a].node.utility))
-                .then(a.cmp(&b))
-        });
-        order.dedup_by(|b, a| cands[*a].key == cands[*b].key);
         order.sort_unstable_by(|&a, &b| {
             cands[b]
                 .node
@@ -229,7 +225,20 @@ pub fn plan_with<'t>(
                 .total_cmp(&cands[a].node.utility)
                 .then(a.cmp(&b))
         });
-        order.truncate(width);
+        keys.clear();
+        let mut kept = 0;
+        for n in 0..order.len() {
+            if kept == width {
+                break;
+            }
+            let key = cands[order[n]].key;
+            if !keys.contains(&key) {
+                keys.push(key);
+                order[kept] = order[n];
+                kept += 1;
+            }
+        }
+        order.truncate(kept);
         offsets.push(parents.len());
         beam.clear();
         for &c in &order {
