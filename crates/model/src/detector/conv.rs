@@ -1,14 +1,15 @@
-//! Inference convolutions with TensorFlow's `SAME` padding on (C, H, W) tensors: im2col + one
-//! matrix product, with the bias, the optional residual and ReLU6 applied in one in-place pass.
+//! Inference convolutions with TensorFlow's `SAME` padding on (C, H, W) tensors: im2col (none
+//! for 1×1) + one matrix product whose bias, optional residual and ReLU6 are applied in registers
+//! ([`super::pointwise`]).
 //!
 //! The crate's training convolution ([`crate::conv::Conv2d`]) pads symmetrically; TF's `SAME`
 //! puts the odd padding pixel after the image (bottom/right) when a stride-2 convolution meets an
 //! even size (300 → 150), so reusing it would shift every stride-2 output by half a pixel. These
 //! ops are forward-only: the detector is frozen and BatchNorm is folded at load time.
 
-use candle_core::{
-    CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor, bail,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
+
+use super::pointwise::PackedMatrix;
 
 /// TF `SAME` geometry along one axis: output length `ceil(len / stride)` and the zero padding
 /// before the first input element (the rest of the total padding goes after the last one).
@@ -72,8 +73,11 @@ impl Activation {
 /// into `weight` and `bias`.
 #[derive(Debug, Clone)]
 pub struct SameConv {
-    /// (out, in·k·k), rows ordered (in channel, ky, kx) like the im2col rows.
+    /// (out, in·k·k), rows ordered (in channel, ky, kx) like the im2col rows: the
+    /// differentiable path's copy.
     weight: Tensor,
+    /// The same matrix packed for the inference kernel.
+    packed: PackedMatrix,
     bias: Vec<f32>,
     in_channels: usize,
     kernel: usize,
@@ -92,6 +96,13 @@ impl SameConv {
         activation: Activation,
     ) -> Result<Self> {
         let out_channels = bias.len();
+        if weight.len() != out_channels * in_channels * kernel * kernel {
+            bail!(
+                "convolution: {} weights for {out_channels}×{in_channels}×{kernel}×{kernel}",
+                weight.len()
+            );
+        }
+        let packed = PackedMatrix::new(&weight, out_channels, in_channels * kernel * kernel);
         let weight = Tensor::from_vec(
             weight,
             (out_channels, in_channels * kernel * kernel),
@@ -99,6 +110,7 @@ impl SameConv {
         )?;
         Ok(Self {
             weight,
+            packed,
             bias,
             in_channels,
             kernel,
@@ -149,49 +161,110 @@ impl SameConv {
         y.broadcast_add(&bias)
     }
 
-    fn linear(&self, x: &Tensor) -> Result<(Tensor, usize, usize)> {
-        let (c, h, w) = x.dims3()?;
-        if c != self.in_channels {
-            bail!("convolution expects {} channels, got {c}", self.in_channels);
-        }
-        let rows = SamePadding::new(h, self.kernel, self.stride);
-        let cols = SamePadding::new(w, self.kernel, self.stride);
-        let patches = if self.kernel == 1 && self.stride == 1 {
-            x.reshape((c, h * w))?
-        } else {
-            x.contiguous()?.apply_op1_no_bwd(&Im2ColSame {
-                kernel: self.kernel,
-                stride: self.stride,
-                rows,
-                cols,
-            })?
-        };
-        Ok((self.weight.matmul(&patches)?, rows.out_len, cols.out_len))
-    }
-
     /// Convolves a (C, H, W) tensor, adds the bias and applies the activation.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (y, ho, wo) = self.linear(x)?;
-        y.inplace_op1(&BiasActivation {
-            bias: &self.bias,
-            activation: self.activation,
-        })?;
-        y.reshape((self.bias.len(), ho, wo))
+        x.contiguous()?.apply_op1_no_bwd(&ConvOp { conv: self })
     }
 
     /// Convolves, adds the bias and the residual `skip` (same shape as the output), then applies
     /// the activation: the projection of a MobileNetV2 inverted residual block in one pass.
     pub fn forward_residual(&self, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
-        let (y, ho, wo) = self.linear(x)?;
-        let skip = skip.contiguous()?.reshape((self.bias.len(), ho * wo))?;
-        y.inplace_op2(
-            &skip,
-            &BiasResidualActivation {
-                bias: &self.bias,
-                activation: self.activation,
-            },
-        )?;
-        y.reshape((self.bias.len(), ho, wo))
+        x.contiguous()?
+            .apply_op2_no_bwd(&skip.contiguous()?, &ConvOp { conv: self })
+    }
+
+    /// The inference kernel on a row-major (C, H, W) map `x`: returns the output rows and
+    /// columns and writes act(conv + bias [+ skip]) to `out` (resized to Cout·Ho·Wo).
+    pub fn forward_slice(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        skip: Option<&[f32]>,
+        out: &mut Vec<f32>,
+    ) -> Result<(usize, usize)> {
+        let c = self.in_channels;
+        if x.len() != c * h * w {
+            bail!(
+                "convolution expects {c}×{h}×{w} = {} values, got {}",
+                c * h * w,
+                x.len()
+            );
+        }
+        let rows = SamePadding::new(h, self.kernel, self.stride);
+        let cols = SamePadding::new(w, self.kernel, self.stride);
+        let n = rows.out_len * cols.out_len;
+        if let Some(s) = skip
+            && s.len() != self.bias.len() * n
+        {
+            bail!(
+                "residual has {} values, output {}",
+                s.len(),
+                self.bias.len() * n
+            );
+        }
+        out.resize(self.bias.len() * n, 0.0);
+        if self.kernel == 1 && self.stride == 1 {
+            self.packed
+                .multiply(x, n, &self.bias, skip, self.activation, out);
+        } else {
+            let patches = im2col_same(x, (c, h, w), self.kernel, self.stride, rows, cols);
+            self.packed
+                .multiply(&patches, n, &self.bias, skip, self.activation, out);
+        }
+        Ok((rows.out_len, cols.out_len))
+    }
+}
+
+/// [`SameConv::forward_slice`] as a candle op on a (C, H, W) tensor, with an optional residual
+/// as the second operand.
+struct ConvOp<'a> {
+    conv: &'a SameConv,
+}
+
+impl ConvOp<'_> {
+    fn run(&self, x: &[f32], layout: &Layout, skip: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
+        let (c, h, w) = layout.shape().dims3()?;
+        if c != self.conv.in_channels {
+            bail!(
+                "convolution expects {} channels, got {c}",
+                self.conv.in_channels
+            );
+        }
+        let mut out = Vec::new();
+        let (ho, wo) = self.conv.forward_slice(x, (h, w), skip, &mut out)?;
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((self.conv.bias.len(), ho, wo)),
+        ))
+    }
+}
+
+impl CustomOp1 for ConvOp<'_> {
+    fn name(&self) -> &'static str {
+        "same-conv-chw"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, CustomOp1::name(self))?;
+        self.run(x, layout, None)
+    }
+}
+
+impl CustomOp2 for ConvOp<'_> {
+    fn name(&self) -> &'static str {
+        "same-conv-residual-chw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, CustomOp2::name(self))?;
+        let skip = f32_slice(s2, l2, CustomOp2::name(self))?;
+        self.run(x, l1, Some(skip))
     }
 }
 
@@ -232,122 +305,46 @@ pub(crate) fn f32_slice<'a>(
     }
 }
 
-fn f32_slice_mut<'a>(
-    storage: &'a mut CpuStorage,
-    layout: &Layout,
-    op: &str,
-) -> Result<&'a mut [f32]> {
-    let data = match storage {
-        CpuStorage::F32(d) => d,
-        _ => bail!("{op}: only f32 is supported"),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&mut data[start..end]),
-        None => bail!("{op}: output must be contiguous"),
-    }
-}
-
-/// im2col with TF `SAME` padding: (C, H, W) → (C·k·k, Ho·Wo).
-struct Im2ColSame {
-    kernel: usize,
-    stride: usize,
+/// im2col with TF `SAME` padding: (C, H, W) → (C·k·k, Ho·Wo), rows ordered (channel, ky, kx).
+fn im2col_same(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    k: usize,
+    s: usize,
     rows: SamePadding,
     cols: SamePadding,
-}
-
-impl CustomOp1 for Im2ColSame {
-    fn name(&self) -> &'static str {
-        "im2col-same-chw"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(storage, layout, self.name())?;
-        let (c, h, w) = layout.shape().dims3()?;
-        let (k, s) = (self.kernel, self.stride);
-        let (ho, wo) = (self.rows.out_len, self.cols.out_len);
-        let n = ho * wo;
-        let mut out = vec![0f32; c * k * k * n];
-        for ci in 0..c {
-            let plane = &x[ci * h * w..(ci + 1) * h * w];
-            for ky in 0..k {
-                let oy_range = self.rows.valid_outputs(h, s, ky);
-                for kx in 0..k {
-                    let ox_range = self.cols.valid_outputs(w, s, kx);
-                    let row = (ci * k + ky) * k + kx;
-                    let dst_row = &mut out[row * n..(row + 1) * n];
-                    for oy in oy_range.clone() {
-                        let iy = oy * s + ky - self.rows.before;
-                        let src = &plane[iy * w..(iy + 1) * w];
-                        let dst = &mut dst_row[oy * wo..(oy + 1) * wo];
+) -> Vec<f32> {
+    let (ho, wo) = (rows.out_len, cols.out_len);
+    let n = ho * wo;
+    let mut out = vec![0f32; c * k * k * n];
+    for ci in 0..c {
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        for ky in 0..k {
+            let oy_range = rows.valid_outputs(h, s, ky);
+            for kx in 0..k {
+                let ox_range = cols.valid_outputs(w, s, kx);
+                let row = (ci * k + ky) * k + kx;
+                let dst_row = &mut out[row * n..(row + 1) * n];
+                for oy in oy_range.clone() {
+                    let iy = oy * s + ky - rows.before;
+                    let src = &plane[iy * w..(iy + 1) * w];
+                    let dst = &mut dst_row[oy * wo..(oy + 1) * wo];
+                    if s == 1 {
+                        let (first, last) = (ox_range.start, ox_range.end);
+                        if first < last {
+                            let x0 = first + kx - cols.before;
+                            dst[first..last].copy_from_slice(&src[x0..x0 + (last - first)]);
+                        }
+                    } else {
                         for ox in ox_range.clone() {
-                            dst[ox] = src[ox * s + kx - self.cols.before];
+                            dst[ox] = src[ox * s + kx - cols.before];
                         }
                     }
                 }
             }
         }
-        Ok((CpuStorage::F32(out), Shape::from((c * k * k, n))))
     }
-}
-
-/// Adds a per-row bias and applies the activation to an (out, positions) matrix in place.
-struct BiasActivation<'a> {
-    bias: &'a [f32],
-    activation: Activation,
-}
-
-impl InplaceOp1 for BiasActivation<'_> {
-    fn name(&self) -> &'static str {
-        "bias-activation"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let y = f32_slice_mut(storage, layout, self.name())?;
-        let n = y.len() / self.bias.len().max(1);
-        for (row, &b) in y.chunks_exact_mut(n).zip(self.bias) {
-            for v in row {
-                *v = self.activation.apply(*v + b);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Adds a per-row bias and a residual matrix, then applies the activation, in place.
-struct BiasResidualActivation<'a> {
-    bias: &'a [f32],
-    activation: Activation,
-}
-
-impl InplaceOp2 for BiasResidualActivation<'_> {
-    fn name(&self) -> &'static str {
-        "bias-residual-activation"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dst: &mut CpuStorage,
-        dst_l: &Layout,
-        src: &CpuStorage,
-        src_l: &Layout,
-    ) -> Result<()> {
-        let y = f32_slice_mut(dst, dst_l, self.name())?;
-        let skip = f32_slice(src, src_l, self.name())?;
-        if skip.len() != y.len() {
-            bail!("residual has {} values, output {}", skip.len(), y.len());
-        }
-        let n = y.len() / self.bias.len().max(1);
-        for ((row, skip_row), &b) in y
-            .chunks_exact_mut(n)
-            .zip(skip.chunks_exact(n))
-            .zip(self.bias)
-        {
-            for (v, &r) in row.iter_mut().zip(skip_row) {
-                *v = self.activation.apply(*v + b + r);
-            }
-        }
-        Ok(())
-    }
+    out
 }
 
 #[cfg(test)]

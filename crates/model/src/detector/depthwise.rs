@@ -6,6 +6,7 @@
 //! cheaper than any im2col. It is checked equal to candle's grouped convolution in the tests.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
 
 use super::conv::{Activation, SamePadding, f32_slice};
 
@@ -227,6 +228,47 @@ fn pad_plane(
     pad_cols
 }
 
+impl DepthwiseConv {
+    /// The inference kernel on a row-major (C, H, W) map: returns the output rows and columns
+    /// and writes the (C, Ho, Wo) result to `out` (resized to fit). Channels are split across
+    /// the rayon pool.
+    pub fn forward_slice(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        out: &mut Vec<f32>,
+    ) -> Result<(usize, usize)> {
+        let c = self.channels();
+        if x.len() != c * h * w || h == 0 || w == 0 {
+            bail!(
+                "depthwise expects {c}×{h}×{w} = {} values, got {}",
+                c * h * w,
+                x.len()
+            );
+        }
+        let rows = SamePadding::new(h, KERNEL, self.stride);
+        let cols = SamePadding::new(w, KERNEL, self.stride);
+        let plane_out = rows.out_len * cols.out_len;
+        out.resize(c * plane_out, 0.0);
+        let one_channel = |padded: &mut Vec<f32>, (ci, dst): (usize, &mut [f32])| {
+            let src = &x[ci * h * w..(ci + 1) * h * w];
+            let pad_width = pad_plane(src, h, w, self.stride, rows, cols, padded);
+            self.channel(ci, padded, pad_width, cols.out_len, dst);
+        };
+        if rayon::current_num_threads() <= 1 || c * plane_out < 1 << 14 {
+            let mut padded = Vec::new();
+            out.chunks_exact_mut(plane_out)
+                .enumerate()
+                .for_each(|item| one_channel(&mut padded, item));
+        } else {
+            out.par_chunks_exact_mut(plane_out)
+                .enumerate()
+                .for_each_init(Vec::new, one_channel);
+        }
+        Ok((rows.out_len, cols.out_len))
+    }
+}
+
 impl CustomOp1 for DepthwiseConv {
     fn name(&self) -> &'static str {
         "depthwise3x3-same-chw"
@@ -235,23 +277,9 @@ impl CustomOp1 for DepthwiseConv {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout, self.name())?;
         let (c, h, w) = layout.shape().dims3()?;
-        if self.stride > 2 {
-            bail!("depthwise: stride {} is not supported", self.stride);
-        }
-        let rows = SamePadding::new(h, KERNEL, self.stride);
-        let cols = SamePadding::new(w, KERNEL, self.stride);
-        let plane_out = rows.out_len * cols.out_len;
-        let mut out = vec![0f32; c * plane_out];
-        let mut padded = Vec::new();
-        for (ci, dst) in out.chunks_exact_mut(plane_out).enumerate() {
-            let src = &x[ci * h * w..(ci + 1) * h * w];
-            let pad_width = pad_plane(src, h, w, self.stride, rows, cols, &mut padded);
-            self.channel(ci, &padded, pad_width, cols.out_len, dst);
-        }
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((c, rows.out_len, cols.out_len)),
-        ))
+        let mut out = Vec::new();
+        let (ho, wo) = self.forward_slice(x, (h, w), &mut out)?;
+        Ok((CpuStorage::F32(out), Shape::from((c, ho, wo))))
     }
 }
 

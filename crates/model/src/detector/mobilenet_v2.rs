@@ -176,6 +176,18 @@ impl MobileNetV2Encoder {
         }
         Ok(x)
     }
+
+    /// [`forward`](Self::forward) on a (B, 3, H, W) batch with candle's differentiable ops
+    /// (`conv2d` on TF-padded inputs): the reference the inference kernels are checked against,
+    /// and a path through which gradients reach the image.
+    pub fn forward_autograd(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.stem.forward_autograd(images)?;
+        for block in &self.blocks {
+            let e = block.expand_autograd(&x)?;
+            x = block.finish_autograd(&x, &e)?;
+        }
+        Ok(x)
+    }
 }
 
 /// Server half of the backbone: blocks 13–16 and `Conv_1`.

@@ -21,6 +21,7 @@ pub mod extras;
 pub mod labels;
 pub mod mobilenet_v2;
 pub mod nms;
+pub mod pointwise;
 pub mod preprocess;
 pub mod ssd_head;
 pub mod weights;
@@ -182,6 +183,21 @@ impl Detector {
             .map(|b| self.encoder.forward(&images.get(b)?))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Tensor::stack(&features, 0)?)
+    }
+
+    /// [`Self::encode_to_split`] built from candle's own differentiable ops (`conv2d` on
+    /// TF-padded inputs, the whole batch at once): much slower, the reference the inference
+    /// kernels are checked against, and differentiable w.r.t. `images`.
+    pub fn encode_to_split_autograd(&self, images: &Tensor) -> Result<Tensor, DetectorError> {
+        let dims = images.dims();
+        if dims.len() != 4 || dims[0] == 0 || dims[1..] != INPUT_SHAPE[1..] {
+            return Err(DetectorError::InputShape {
+                what: "image",
+                found: dims.to_vec(),
+                expected: INPUT_SHAPE.to_vec(),
+            });
+        }
+        Ok(self.encoder.forward_autograd(images)?)
     }
 
     /// Server half up to the raw head outputs (box encodings and class logits of all anchors).
