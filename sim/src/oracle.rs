@@ -137,6 +137,7 @@ pub fn plan_with<'t>(
     let mut cands: Vec<Candidate> = Vec::with_capacity((width + seeds.len()) * n_actions);
     let mut order: Vec<usize> = Vec::new();
     let mut keys: Vec<u64> = Vec::with_capacity(width);
+    let mut ranked: Vec<u128> = Vec::new();
     let mut next_seeded: Vec<Node> = Vec::with_capacity(seeds.len());
 
     for i in 0..setup.n_frames {
@@ -216,29 +217,28 @@ pub fn plan_with<'t>(
         // order of (utility descending, candidate order) the first candidate of each key is its
         // best, and these firsts come best key first: one sort and a scan that stops at `width`
         // keys (a linear search among the kept keys: the beam is a handful of states).
-        order.clear();
-        order.extend(0..cands.len());
-        order.sort_unstable_by(|&a, &b| {
-            cands[b]
-                .node
-                .utility
-                .total_cmp(&cands[a].node.utility)
-                .then(a.cmp(&b))
-        });
+        // Sorted as plain integers: the utility's `total_cmp` rank, inverted, above the
+        // candidate number.
+        ranked.clear();
+        ranked.extend(
+            cands.iter().enumerate().map(|(c, cand)| {
+                (u128::from(!total_order_bits(cand.node.utility)) << 64) | c as u128
+            }),
+        );
+        ranked.sort_unstable();
         keys.clear();
-        let mut kept = 0;
-        for n in 0..order.len() {
-            if kept == width {
+        order.clear();
+        for &r in &ranked {
+            if order.len() == width {
                 break;
             }
-            let key = cands[order[n]].key;
+            let c = r as u64 as usize;
+            let key = cands[c].key;
             if !keys.contains(&key) {
                 keys.push(key);
-                order[kept] = order[n];
-                kept += 1;
+                order.push(c);
             }
         }
-        order.truncate(kept);
         offsets.push(parents.len());
         beam.clear();
         for &c in &order {
@@ -298,6 +298,18 @@ pub fn plan_with<'t>(
     }
 }
 
+/// `x`'s bits mapped to an unsigned integer in the order of `f64::total_cmp`.
+#[inline]
+fn total_order_bits(x: f64) -> u64 {
+    let bits = x.to_bits();
+    // Negative values: all bits flipped (larger magnitude = smaller); others: the sign set.
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
 /// Replays a schedule through the controller: the oracle as a [`Policy`] of the simulator.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -323,5 +335,38 @@ impl Policy for Replay {
                 .copied()
                 .unwrap_or(0),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_order_bits_sort_like_total_cmp() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.5,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            0.25,
+            1.0,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+            -f64::NAN,
+        ];
+        for a in xs {
+            for b in xs {
+                assert_eq!(
+                    total_order_bits(a).cmp(&total_order_bits(b)),
+                    a.total_cmp(&b),
+                    "{a} {b}"
+                );
+            }
+        }
     }
 }
