@@ -1,4 +1,6 @@
-//! `offload agent`: the wearable agent on real Fashion-MNIST test images.
+//! `offload agent`: the wearable agent on real Fashion-MNIST test images (`--task
+//! classification`) or on the frames of a video with the split SSD detector (`--task
+//! detection`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,10 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use offload_agent::fidelity::{FramePair, mean_average_precision};
 use offload_agent::run::LabelledInput;
-use offload_agent::{AgentConfig, battery};
-use offload_cli::SplitDevice;
+use offload_agent::{AgentConfig, AgentEvents, BatterySource, DeviceModel, TaskResult, battery};
+use offload_cli::detector_glue::{RgbFrame, load_frames, to_normalised_objects};
+use offload_cli::{DetectorDevice, SplitDevice};
 use offload_controller::Profile;
+use offload_model::detector::Detector;
+use offload_model::detector_split::DetectorSplit;
 use offload_model::{Dataset, Split, SplitModel};
 use offload_sim::output::{FramesCsv, RunReport, write_json};
 use offload_sim::{FrameRecord, SimConfig, Summary};
@@ -38,17 +44,13 @@ pub struct Args {
     /// File holding the token (first line).
     #[arg(long, env = "OFFLOAD_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Folder of the trained model.
-    #[arg(long, default_value = "models/fmnist")]
-    model: PathBuf,
-    /// The model's profile (accuracy per layer count, device power), as `offload profile`
-    /// writes it.
-    #[arg(long, default_value = "profiles/fmnist.toml")]
-    profile: PathBuf,
+    #[command(flatten)]
+    task: TaskArgs,
     /// Policy preset or policy .toml file.
     #[arg(long, default_value = "deadline-aware")]
     policy: String,
-    /// Frames to process (Fashion-MNIST test images, in order).
+    /// Frames to process (Fashion-MNIST test images, or the first frames of --frame-dir, in
+    /// order).
     #[arg(long, default_value_t = 300)]
     frames: usize,
     /// Folder with the Fashion-MNIST files.
@@ -62,6 +64,210 @@ pub struct Args {
     out: PathBuf,
     #[command(flatten)]
     settings: SimSettings,
+}
+
+/// Which model the agent runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// The Fashion-MNIST split classifier on test images.
+    Classification,
+    /// The split SSD-MobileNetV2 detector on video frames.
+    Detection,
+}
+
+/// The model, its profile and its inputs, as options shared by `agent` and `demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TaskArgs {
+    /// What the agent runs.
+    #[arg(long, value_enum, default_value_t = Task::Classification)]
+    pub task: Task,
+    /// Folder of the trained split model [default: models/fmnist, or models/ssd-split for
+    /// detection].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The model's profile (accuracy per layer count, device power), as `offload profile`
+    /// writes it [default: profiles/fmnist.toml, or profiles/ssd-split.toml for detection].
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Detection: the converted SSD-MobileNetV2 weights [default: converted/ in the detector
+    /// cache that scripts/install-detector.sh fills].
+    #[arg(long)]
+    pub detector: Option<PathBuf>,
+    /// Detection: folder of PNG video frames [default: frames/vtest in the detector cache].
+    #[arg(long)]
+    pub frame_dir: Option<PathBuf>,
+}
+
+/// Where the detection defaults live.
+pub const DETECTOR_SPLIT_DIR: &str = "models/ssd-split";
+/// The detector's profile.
+pub const DETECTOR_PROFILE: &str = "profiles/ssd-split.toml";
+
+impl TaskArgs {
+    /// The split model's folder.
+    pub fn model_dir(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(|| {
+            PathBuf::from(match self.task {
+                Task::Classification => "models/fmnist",
+                Task::Detection => DETECTOR_SPLIT_DIR,
+            })
+        })
+    }
+
+    /// The profile's path.
+    pub fn profile_path(&self) -> PathBuf {
+        self.profile.clone().unwrap_or_else(|| {
+            PathBuf::from(match self.task {
+                Task::Classification => "profiles/fmnist.toml",
+                Task::Detection => DETECTOR_PROFILE,
+            })
+        })
+    }
+
+    /// The converted detector's folder.
+    pub fn detector_dir(&self) -> PathBuf {
+        self.detector
+            .clone()
+            .unwrap_or_else(offload_model::detector::default_model_dir)
+    }
+
+    /// The video frames' folder.
+    pub fn frame_dir(&self) -> PathBuf {
+        self.frame_dir.clone().unwrap_or_else(|| {
+            offload_model::tf_import::detector_cache_dir()
+                .join("frames")
+                .join("vtest")
+        })
+    }
+}
+
+/// What the detection agent runs on: the split detector, its profile and the video frames.
+pub type LoadedDetection = (Arc<DetectorSplit>, Profile, Vec<RgbFrame>);
+
+/// Loads the split detector, its profile and the first `n` frames of the task's frame folder.
+pub fn load_detection(task: &TaskArgs, n: usize) -> anyhow::Result<LoadedDetection> {
+    let (codec, detector) = (task.model_dir(), task.detector_dir());
+    let split = Arc::new(DetectorSplit::load(&codec, &detector).with_context(|| {
+        format!(
+            "loading the split detector (codec {}, detector {}; run scripts/install-detector.sh)",
+            codec.display(),
+            detector.display()
+        )
+    })?);
+    let profile = load_profile(&task.profile_path())?;
+    let frames = load_frames(&task.frame_dir(), n)?;
+    Ok((split, profile, frames))
+}
+
+fn load_profile(path: &Path) -> anyhow::Result<Profile> {
+    Profile::load(path).with_context(|| {
+        format!(
+            "the model's profile {} (write it with `offload profile`)",
+            path.display()
+        )
+    })
+}
+
+/// Every frame's result as the agent reported it, and the layers it was decoded from (0:
+/// the device's local path).
+#[derive(Debug, Default)]
+pub struct ResultLog {
+    /// `(frame, layers, result)` in the order the results came.
+    pub results: Vec<(u64, u16, TaskResult)>,
+}
+
+impl AgentEvents for ResultLog {
+    fn answered(&mut self, frame: u64, layers: u16, result: &TaskResult) {
+        self.results.push((frame, layers, result.clone()));
+    }
+}
+
+/// Detections scoring at least this count as objects in summaries, and are the reference
+/// objects of the fidelity measure.
+pub const OBJECT_SCORE: f32 = 0.5;
+
+/// What the detection run's results say, against the full detector run on the same frames.
+#[derive(Debug, Clone, Default)]
+pub struct DetectionSummary {
+    /// Frames with a result.
+    pub answered: usize,
+    /// Of which decoded by the server.
+    pub offloaded: usize,
+    /// Mean layers of the offloaded results.
+    pub mean_layers: f64,
+    /// Mean objects (score ≥ [`OBJECT_SCORE`]) per answered frame.
+    pub mean_objects: f64,
+    /// mAP@0.5 of the offloaded results against the full detector's objects on the same frames
+    /// (`None` without offloaded frames or reference objects).
+    pub offloaded_map50: Option<f64>,
+    /// mAP@0.5 of the local results against the same reference.
+    pub local_map50: Option<f64>,
+}
+
+/// Summarises `log`; with `reference`, runs that full (uncompressed, unsplit) detector on every
+/// answered frame to measure fidelity.
+pub fn summarise_detections(
+    log: &ResultLog,
+    frames: &[RgbFrame],
+    reference: Option<&Detector>,
+) -> anyhow::Result<DetectionSummary> {
+    let mut s = DetectionSummary::default();
+    let (mut offloaded, mut local) = (Vec::new(), Vec::new());
+    let mut layers = 0u64;
+    let mut objects = 0usize;
+    for (frame, k, result) in &log.results {
+        let TaskResult::Detections(list) = result else {
+            anyhow::bail!("frame {frame}: a classification from the detector");
+        };
+        s.answered += 1;
+        objects += list.iter().filter(|d| d.score >= OBJECT_SCORE).count();
+        if *k > 0 {
+            s.offloaded += 1;
+            layers += u64::from(*k);
+        }
+        let Some(detector) = reference else { continue };
+        let f = usize::try_from(*frame)
+            .ok()
+            .and_then(|i| frames.get(i))
+            .with_context(|| format!("result for frame {frame}, which was not sent"))?;
+        let full = detector
+            .detect(&f.rgb, f.width, f.height)
+            .with_context(|| format!("full detector on {}", f.path.display()))?;
+        let pair = FramePair {
+            detected: list.clone(),
+            reference: to_normalised_objects(&full, f.width, f.height)?,
+        };
+        if *k > 0 {
+            offloaded.push(pair);
+        } else {
+            local.push(pair);
+        }
+    }
+    s.mean_layers = layers as f64 / s.offloaded.max(1) as f64;
+    s.mean_objects = objects as f64 / s.answered.max(1) as f64;
+    let map = |pairs: &[FramePair]| {
+        (!pairs.is_empty())
+            .then(|| mean_average_precision(pairs, 0.5, OBJECT_SCORE, 0.0))
+            .flatten()
+    };
+    s.offloaded_map50 = map(&offloaded);
+    s.local_map50 = map(&local);
+    Ok(s)
+}
+
+/// Prints a detection summary line.
+pub fn print_detection_summary(s: &DetectionSummary) {
+    let pct = |m: Option<f64>| m.map_or("n/a".to_owned(), |v| format!("{:.3}", v));
+    println!(
+        "detection: {} frames answered, {} offloaded (mean {:.2} layers), {} local; {:.2} objects/frame (score >= {OBJECT_SCORE}); fidelity mAP@0.5 vs the full detector: offloaded {}, local {}",
+        s.answered,
+        s.offloaded,
+        s.mean_layers,
+        s.answered - s.offloaded,
+        s.mean_objects,
+        pct(s.offloaded_map50),
+        pct(s.local_map50),
+    );
 }
 
 /// What the agent runs on: the model, its profile and labelled test images.
@@ -78,12 +284,7 @@ pub fn load_inputs(
         SplitModel::load(model_dir)
             .with_context(|| format!("loading model {}", model_dir.display()))?,
     );
-    let profile = Profile::load(profile_path).with_context(|| {
-        format!(
-            "the model's profile {} (write it with `offload profile`)",
-            profile_path.display()
-        )
-    })?;
+    let profile = load_profile(profile_path)?;
     let test = Dataset::load(data, Split::Test)
         .with_context(|| format!("Fashion-MNIST in {} (run scripts/setup.sh)", data.display()))?;
     anyhow::ensure!(!test.is_empty(), "no test images in {}", data.display());
@@ -138,8 +339,6 @@ pub fn write_outputs(
 
 /// Runs `offload agent`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (model, profile, inputs) =
-        load_inputs(&args.model, &args.profile, &args.data, args.frames)?;
     let sim = args.settings.to_config()?;
     let token = super::serve::token(args.token.as_deref(), args.token_file.as_deref())?;
     let trust = match (&args.fingerprint, &args.ca) {
@@ -149,15 +348,90 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let policy = offload_policies::load_preset(&args.policy)?.build();
     let policy_name = policy.name().to_owned();
-    let config = agent_config(&sim, &profile);
     let battery = battery::open(&args.sysfs_root, sim.battery);
+    let connection = Connection {
+        server: args.server,
+        server_name: args.server_name.clone(),
+        trust,
+        token,
+    };
+    let mut log = ResultLog::default();
+    let (records, summary, profile_name) = match args.task.task {
+        Task::Classification => {
+            let (model, profile, inputs) = load_inputs(
+                &args.task.model_dir(),
+                &args.task.profile_path(),
+                &args.data,
+                args.frames,
+            )?;
+            let config = agent_config(&sim, &profile);
+            let (records, summary) = run_live(
+                SplitDevice::new(model),
+                inputs,
+                connection,
+                policy,
+                config,
+                battery,
+                &mut log,
+            )?;
+            (records, summary, profile.name)
+        }
+        Task::Detection => {
+            let (split, profile, frames) = load_detection(&args.task, args.frames)?;
+            let inputs = frames.iter().map(|f| (f.clone(), None)).collect();
+            let config = agent_config(&sim, &profile);
+            let (records, summary) = run_live(
+                DetectorDevice::new(split),
+                inputs,
+                connection,
+                policy,
+                config,
+                battery,
+                &mut log,
+            )?;
+            let s = summarise_detections(&log, &frames, None)?;
+            print_detection_summary(&s);
+            (records, summary, profile.name)
+        }
+    };
+    write_outputs(
+        &args.out,
+        &records,
+        &summary,
+        &policy_name,
+        &profile_name,
+        &sim,
+    )?;
+    print_summary(&summary, &policy_name);
+    println!("wrote {}/frames.csv and summary.json", args.out.display());
+    Ok(())
+}
+
+/// Where and how the agent connects.
+struct Connection {
+    server: SocketAddr,
+    server_name: String,
+    trust: ServerTrust,
+    token: offload_transport::AuthToken,
+}
+
+/// Connects (or, if the server is unreachable, runs every frame locally) and runs the agent.
+fn run_live<M: DeviceModel>(
+    model: M,
+    inputs: Vec<LabelledInput<M::Input>>,
+    connection: Connection,
+    policy: Box<dyn offload_controller::Policy>,
+    config: AgentConfig,
+    battery: Box<dyn BatterySource>,
+    events: &mut dyn AgentEvents,
+) -> anyhow::Result<(Vec<FrameRecord>, Summary)> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let (records, summary) = runtime.block_on(async {
+    Ok(runtime.block_on(async {
         let client = match AgentClient::connect(
-            args.server,
-            &args.server_name,
-            trust,
-            token,
+            connection.server,
+            &connection.server_name,
+            connection.trust,
+            connection.token,
             ClientConfig::default(),
         )
         .await
@@ -166,33 +440,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::warn!(
                     "server {} unreachable ({e}): every frame runs locally",
-                    args.server
+                    connection.server
                 );
                 None
             }
         };
         offload_agent::run_agent(
-            Arc::new(SplitDevice::new(model)),
+            Arc::new(model),
             client,
             policy,
             inputs,
             config,
             battery,
-            &mut (),
+            events,
         )
         .await
-    })?;
-    write_outputs(
-        &args.out,
-        &records,
-        &summary,
-        &policy_name,
-        &profile.name,
-        &sim,
-    )?;
-    print_summary(&summary, &policy_name);
-    println!("wrote {}/frames.csv and summary.json", args.out.display());
-    Ok(())
+    })?)
 }
 
 /// One line per run, as `offload sim` prints it.

@@ -1,28 +1,41 @@
-//! `offload demo`: edge server, link emulator and agent on loopback, end to end.
+//! `offload demo`: edge server, link emulator and agent on loopback, end to end, with the
+//! Fashion-MNIST classifier on test images or (`--task detection`) the split SSD detector on the
+//! frames of a street video.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use offload_agent::SimulatedBattery;
-use offload_agent::loopback::{LoopbackLink, run_loopback};
-use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
+use offload_agent::loopback::{LoopbackLink, LoopbackRun, run_loopback};
+use offload_agent::run::LabelledInput;
+use offload_agent::{DeviceModel, SimulatedBattery, TaskResult};
+use offload_cli::{DetectorDevice, SplitDevice, TraceSchedule};
+use offload_controller::Profile;
+use offload_model::detector::Detector;
+use offload_sim::SimConfig;
 use offload_sim::trace::{LoadOptions, Trace};
-use offload_transport::ClientConfig;
+use offload_transport::{ClientConfig, ModelRegistry};
 
-use super::agent::{agent_config, load_inputs, print_summary, write_outputs};
+use super::agent::{
+    OBJECT_SCORE, ResultLog, Task, TaskArgs, agent_config, load_detection, load_inputs,
+    print_detection_summary, print_summary, summarise_detections, write_outputs,
+};
 use super::common::{SimSettings, scale_trace};
+
+/// Frame rate of the detection demo when `--fps` is not given. The device encoder takes
+/// ~60 ms and the local path ~176 ms per frame on this CPU (docs/results/detector.md), and the
+/// server's half ~120 ms: 5 fps leaves the device room for a local frame between two captures.
+pub const DETECTION_FPS: f64 = 5.0;
+/// Deadline of the detection demo when `--deadline-ms` is not given: the encoder, a few KB of
+/// upload and the server's ~120 ms, with room for the queueing of a shared 2-core host.
+pub const DETECTION_DEADLINE_MS: f64 = 500.0;
 
 /// Arguments of `offload demo`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Folder of the trained model.
-    #[arg(long, default_value = "models/fmnist")]
-    model: PathBuf,
-    /// Profile of the model, as `offload profile` writes it.
-    #[arg(long, default_value = "profiles/fmnist.toml")]
-    profile: PathBuf,
+    #[command(flatten)]
+    task: TaskArgs,
     /// Uplink trace for the emulator. Default: a step down generated from the model's profile —
     /// room for every layer in the first half, for little more than the base layer in the second.
     #[arg(long)]
@@ -33,9 +46,13 @@ pub struct Args {
     /// Policy preset or policy .toml file.
     #[arg(long, default_value = "deadline-aware")]
     policy: String,
-    /// Seconds of camera time.
+    /// Seconds of camera time (detection: at most the frames in --frame-dir).
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// Detection: skip measuring the results' fidelity against the full detector afterwards
+    /// (that runs the full detector once per frame).
+    #[arg(long)]
+    no_fidelity: bool,
     /// Folder with the Fashion-MNIST files.
     #[arg(long, default_value = offload_model::data::DEFAULT_FASHION_MNIST_DIR)]
     data: PathBuf,
@@ -48,9 +65,94 @@ pub struct Args {
 
 /// Runs `offload demo`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let sim = args.settings.to_config()?;
-    let frames = (args.seconds * sim.fps).round().max(1.0) as usize;
-    let (model, profile, inputs) = load_inputs(&args.model, &args.profile, &args.data, frames)?;
+    let mut settings = args.settings.clone();
+    if args.task.task == Task::Detection {
+        settings.fps.get_or_insert(DETECTION_FPS);
+        settings.deadline_ms.get_or_insert(DETECTION_DEADLINE_MS);
+    }
+    let sim = settings.to_config()?;
+    let wanted = (args.seconds * sim.fps).round().max(1.0) as usize;
+    let models = [PathBuf::from("models/fmnist"), args.task.model_dir()];
+    match args.task.task {
+        Task::Classification => {
+            let (model, profile, inputs) = load_inputs(
+                &args.task.model_dir(),
+                &args.task.profile_path(),
+                &args.data,
+                wanted,
+            )?;
+            let registry = super::serve::registry(&models[1..], &args.task.detector_dir())?;
+            let (run, _) = run_demo(
+                &args,
+                &sim,
+                SplitDevice::new(model),
+                registry,
+                &profile,
+                inputs,
+            )?;
+            finish(&args, &sim, &profile, run)
+        }
+        Task::Detection => {
+            let (split, profile, frames) = load_detection(&args.task, wanted)?;
+            if frames.len() < wanted {
+                println!(
+                    "demo: {} has {} frames, fewer than {} s at {} fps: running them all",
+                    args.task.frame_dir().display(),
+                    frames.len(),
+                    args.seconds,
+                    sim.fps
+                );
+            }
+            // The server holds the classifier too: each frame is decoded by the model its id
+            // names.
+            let fmnist_present = models[0].is_dir();
+            let served = if fmnist_present {
+                &models[..]
+            } else {
+                &models[1..]
+            };
+            let registry = super::serve::registry(served, &args.task.detector_dir())?;
+            let inputs = frames.iter().map(|f| (f.clone(), None)).collect();
+            let (run, log) = run_demo(
+                &args,
+                &sim,
+                DetectorDevice::new(split),
+                registry,
+                &profile,
+                inputs,
+            )?;
+            finish(&args, &sim, &profile, run)?;
+            let reference = if args.no_fidelity {
+                None
+            } else {
+                println!(
+                    "measuring fidelity: the full detector on {} answered frames ...",
+                    log.results.len()
+                );
+                let dir = args.task.detector_dir();
+                Some(
+                    Detector::load(&dir)
+                        .with_context(|| format!("loading the detector {}", dir.display()))?,
+                )
+            };
+            let summary = summarise_detections(&log, &frames, reference.as_ref())?;
+            print_detection_summary(&summary);
+            Ok(())
+        }
+    }
+}
+
+/// Starts server, emulator and agent on loopback and runs `inputs` through them.
+fn run_demo<M: DeviceModel>(
+    args: &Args,
+    sim: &SimConfig,
+    device: M,
+    registry: ModelRegistry,
+    profile: &Profile,
+    inputs: Vec<LabelledInput<M::Input>>,
+) -> anyhow::Result<(LoopbackRun, ResultLog)> {
+    let frames = inputs.len();
+    let seconds = frames as f64 / sim.fps;
     let trace = match &args.trace {
         Some(p) => Trace::load(p, &LoadOptions::default())
             .with_context(|| format!("reading {}", p.display()))?,
@@ -63,25 +165,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "demo-step-down",
                 4.0 * all + 300e3,
                 1.2 * one + 40e3,
-                args.seconds / 2.0,
-                args.seconds,
+                seconds / 2.0,
+                seconds,
             )?
         }
     };
     let trace = scale_trace(trace, args.trace_scale)?;
+    let served: Vec<String> = registry
+        .models()
+        .map(|(id, name)| format!("{name} ({id:08x})"))
+        .collect();
     println!(
-        "demo: {} frames at {} fps, policy {}, uplink {} (mean {:.2} Mbit/s), RTT {:.0} ms, model {}",
+        "demo: {} frames at {} fps, deadline {:.0} ms, policy {}, uplink {} (mean {:.2} Mbit/s), RTT {:.0} ms; agent model {:08x}, server models {}",
         frames,
         sim.fps,
+        sim.deadline_s * 1e3,
         args.policy,
         trace.name(),
         trace.mean_bps() / 1e6,
         sim.link.rtt_s * 1e3,
-        args.model.display()
+        device.model_id(),
+        served.join(", ")
     );
     let policy = offload_policies::load_preset(&args.policy)?.build();
-    let policy_name = policy.name().to_owned();
-    let config = agent_config(&sim, &profile);
+    let config = agent_config(sim, profile);
     let battery = Box::new(SimulatedBattery::new(sim.battery));
     let runtime = tokio::runtime::Runtime::new()?;
     let bar = ProgressBar::new(frames as u64);
@@ -95,18 +202,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         queue_bytes: 16 * 1024,
         lead_s: 0.5,
     };
+    let mut progress = Progress {
+        bar: bar.clone(),
+        log: ResultLog::default(),
+    };
     let run = runtime.block_on(run_loopback(
-        Arc::new(SplitDevice::new(model.clone())),
-        Arc::new(SplitHandler::new(model)),
+        Arc::new(device),
+        Arc::new(registry),
         link,
         policy,
         inputs,
         config,
         ClientConfig::default(),
         battery,
-        &mut Progress(bar.clone()),
+        &mut progress,
     ))?;
     bar.finish();
+    Ok((run, progress.log))
+}
+
+/// Writes the outputs and prints the run's summary.
+fn finish(args: &Args, sim: &SimConfig, profile: &Profile, run: LoopbackRun) -> anyhow::Result<()> {
+    let policy_name = args.policy.clone();
     let (records, summary, server_stats) = (run.records, run.summary, run.server);
     write_outputs(
         &args.out,
@@ -114,13 +231,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &summary,
         &policy_name,
         &profile.name,
-        &sim,
+        sim,
     )?;
-    let half = args.seconds / 2.0;
+    let end = records.iter().map(|r| r.captured_at).fold(0.0, f64::max);
+    let half = end / 2.0;
     let layers = |from: f64, to: f64| {
         let sel: Vec<_> = records
             .iter()
-            .filter(|r| r.captured_at >= from && r.captured_at < to)
+            .filter(|r| r.captured_at >= from && r.captured_at <= to)
             .collect();
         sel.iter().map(|r| f64::from(r.layers)).sum::<f64>() / sel.len().max(1) as f64
     };
@@ -128,22 +246,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "mean layers sent: {:.2} in the first half, {:.2} in the second",
         layers(0.0, half),
-        layers(half, args.seconds)
+        layers(half + 1e-9, end)
     );
     println!("server: {server_stats:?}");
     println!("wrote {}/frames.csv and summary.json", args.out.display());
     Ok(())
 }
 
-/// Shows each decision on the progress bar.
-struct Progress(ProgressBar);
+/// Shows each decision and each result on the progress bar, and keeps the results.
+struct Progress {
+    bar: ProgressBar,
+    log: ResultLog,
+}
 
 impl offload_agent::AgentEvents for Progress {
     fn decided(&mut self, i: u64, d: offload_controller::Decision, est: f64) {
-        self.0.set_position(i + 1);
-        self.0.set_message(format!(
+        self.bar.set_position(i + 1);
+        self.bar.set_message(format!(
             "frame {i:>4}: {d:<10} estimate {:>6.2} Mbit/s",
             est / 1e6
         ));
+    }
+
+    fn answered(&mut self, frame: u64, layers: u16, result: &TaskResult) {
+        if let TaskResult::Detections(list) = result {
+            let objects = list.iter().filter(|d| d.score >= OBJECT_SCORE).count();
+            let from = if layers > 0 {
+                format!("server, {layers} layers")
+            } else {
+                "device".to_owned()
+            };
+            self.bar
+                .println(format!("frame {frame:>4}: {objects} objects ({from})"));
+        }
+        self.log.answered(frame, layers, result);
     }
 }

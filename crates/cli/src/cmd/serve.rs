@@ -1,14 +1,17 @@
-//! `offload serve`: the edge server running the split model's server half.
+//! `offload serve`: the edge server running the server halves of one or more split models (the
+//! Fashion-MNIST classifier, the SSD detector), each frame decoded by the model its id names.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use offload_cli::SplitHandler;
+use offload_cli::detector_glue::is_detector_split_dir;
+use offload_cli::{DetectorHandler, SplitHandler, model_id32};
 use offload_model::SplitModel;
-use offload_transport::{AuthToken, EdgeServer, ServerIdentity, ServerLimits};
+use offload_model::detector_split::DetectorSplit;
+use offload_transport::{AuthToken, EdgeServer, ModelRegistry, ServerIdentity, ServerLimits};
 
 /// Arguments of `offload serve`.
 #[derive(clap::Args, Debug)]
@@ -16,9 +19,15 @@ pub struct Args {
     /// UDP address to listen on.
     #[arg(long, default_value = "127.0.0.1:4433")]
     listen: SocketAddr,
-    /// Folder of the trained model (manifest + safetensors).
-    #[arg(long, default_value = "models/fmnist")]
-    model: PathBuf,
+    /// Folder of a trained split model: a Fashion-MNIST classifier (e.g. models/fmnist) or the
+    /// split detector's codec (e.g. models/ssd-split). Repeat to serve several models; each
+    /// frame goes to the model its id names [default: models/fmnist].
+    #[arg(long)]
+    model: Vec<PathBuf>,
+    /// The converted SSD-MobileNetV2 weights a split detector runs on [default: converted/ in
+    /// the detector cache that scripts/install-detector.sh fills].
+    #[arg(long)]
+    detector: Option<PathBuf>,
     /// Certificate (PEM) the operator provides; with --key. Without them a self-signed one is
     /// generated in --identity-dir and its fingerprint printed for the agents to pin.
     #[arg(long, requires = "key")]
@@ -80,12 +89,44 @@ pub fn identity(
     })
 }
 
+/// Loads every model folder into a registry keyed by model id; a folder holding the split
+/// detector's codec ([`is_detector_split_dir`]) runs on the converted detector in
+/// `detector_dir`.
+pub fn registry(models: &[PathBuf], detector_dir: &Path) -> anyhow::Result<ModelRegistry> {
+    let mut registry = ModelRegistry::new();
+    for dir in models {
+        let name = dir.display().to_string();
+        if is_detector_split_dir(dir) {
+            let split = Arc::new(DetectorSplit::load(dir, detector_dir).with_context(|| {
+                format!(
+                    "loading the split detector {name} on {}",
+                    detector_dir.display()
+                )
+            })?);
+            let id = model_id32(&split.model_id());
+            registry.insert(id, name, Arc::new(DetectorHandler::new(split)))?;
+        } else {
+            let model =
+                Arc::new(SplitModel::load(dir).with_context(|| format!("loading model {name}"))?);
+            let id = model_id32(&model.model_id());
+            registry.insert(id, name, Arc::new(SplitHandler::new(model)))?;
+        }
+    }
+    Ok(registry)
+}
+
 /// Runs `offload serve`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = Arc::new(
-        SplitModel::load(&args.model)
-            .with_context(|| format!("loading model {}", args.model.display()))?,
-    );
+    let models = if args.model.is_empty() {
+        vec![PathBuf::from("models/fmnist")]
+    } else {
+        args.model.clone()
+    };
+    let detector_dir = args
+        .detector
+        .clone()
+        .unwrap_or_else(offload_model::detector::default_model_dir);
+    let registry = registry(&models, &detector_dir)?;
     let token = token(args.token.as_deref(), args.token_file.as_deref())?;
     let identity = identity(
         args.cert.as_deref(),
@@ -103,14 +144,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.listen,
             &identity,
             token,
-            Arc::new(SplitHandler::new(model)),
+            Arc::new(registry.clone()),
             limits,
         )?;
-        println!(
-            "offload edge server on {} (model {})",
-            server.local_addr(),
-            args.model.display()
-        );
+        println!("offload edge server on {}", server.local_addr());
+        for (id, name) in registry.models() {
+            println!("  model {id:08x}: {name}");
+        }
         println!("certificate fingerprint: {}", identity.fingerprint());
         match args.duration {
             Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
