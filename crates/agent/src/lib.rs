@@ -13,7 +13,6 @@
 pub mod battery;
 pub mod compare;
 pub mod cpu;
-pub mod fidelity;
 pub mod loopback;
 pub mod model;
 pub mod result;

@@ -139,25 +139,20 @@ pub fn to_objects(detections: &[Detection]) -> Result<Vec<DetectedObject>, Model
         .collect()
 }
 
-/// Detections from the full detector (no codec) as normalised result records, for comparing
-/// offloaded results against.
-pub fn to_normalised_objects(
-    detections: &[Detection],
-    width: usize,
-    height: usize,
-) -> Result<Vec<DetectedObject>, ModelFailure> {
-    let (w, h) = (width.max(1) as f32, height.max(1) as f32);
-    let scaled: Vec<Detection> = detections
+/// Result records (normalised boxes) as detections in pixels of a `width`×`height` frame.
+pub fn to_detections(objects: &[DetectedObject], width: usize, height: usize) -> Vec<Detection> {
+    let (w, h) = (width as f32, height as f32);
+    objects
         .iter()
         .map(|d| Detection {
-            x_min: d.x_min / w,
-            x_max: d.x_max / w,
-            y_min: d.y_min / h,
-            y_max: d.y_max / h,
-            ..*d
+            class_id: usize::from(d.class_id),
+            score: d.score,
+            x_min: d.x_min * w,
+            y_min: d.y_min * h,
+            x_max: d.x_max * w,
+            y_max: d.y_max * h,
         })
-        .collect();
-    to_objects(&scaled)
+        .collect()
 }
 
 /// The device's half of the split detector: encoder + layered codec, and the local path (the

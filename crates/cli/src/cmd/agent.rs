@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use offload_agent::fidelity::{FramePair, mean_average_precision};
 use offload_agent::run::LabelledInput;
 use offload_agent::{AgentConfig, AgentEvents, BatterySource, DeviceModel, TaskResult, battery};
-use offload_cli::detector_glue::{RgbFrame, load_frames, to_normalised_objects};
+use offload_cli::detector_glue::{RgbFrame, load_frames, to_detections};
 use offload_cli::{DetectorDevice, SplitDevice};
 use offload_controller::Profile;
 use offload_model::detector::Detector;
 use offload_model::detector_split::DetectorSplit;
+use offload_model::detector_split::fidelity::{FramePair, mean_average_precision};
 use offload_model::{Dataset, Split, SplitModel};
 use offload_sim::output::{FramesCsv, RunReport, write_json};
 use offload_sim::{FrameRecord, SimConfig, Summary};
@@ -86,7 +86,8 @@ pub struct TaskArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The model's profile (accuracy per layer count, device power), as `offload profile`
-    /// writes it [default: profiles/fmnist.toml, or profiles/ssd-split.toml for detection].
+    /// writes it [default: profiles/fmnist.toml, or profiles/ssd-mobilenet-v2.toml (written by
+    /// `offload report detector`) for detection].
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Detection: the converted SSD-MobileNetV2 weights [default: converted/ in the detector
@@ -101,7 +102,7 @@ pub struct TaskArgs {
 /// Where the detection defaults live.
 pub const DETECTOR_SPLIT_DIR: &str = "models/ssd-split";
 /// The detector's profile.
-pub const DETECTOR_PROFILE: &str = "profiles/ssd-split.toml";
+pub const DETECTOR_PROFILE: &str = "profiles/ssd-mobilenet-v2.toml";
 
 impl TaskArgs {
     /// The split model's folder.
@@ -183,7 +184,7 @@ impl AgentEvents for ResultLog {
 }
 
 /// Detections scoring at least this count as objects in summaries, and are the reference
-/// objects of the fidelity measure.
+/// objects of the fidelity measure (as in `offload report detector`).
 pub const OBJECT_SCORE: f32 = 0.5;
 
 /// What the detection run's results say, against the full detector run on the same frames.
@@ -198,7 +199,8 @@ pub struct DetectionSummary {
     /// Mean objects (score ≥ [`OBJECT_SCORE`]) per answered frame.
     pub mean_objects: f64,
     /// mAP@0.5 of the offloaded results against the full detector's objects on the same frames
-    /// (`None` without offloaded frames or reference objects).
+    /// (`offload_model::detector_split::fidelity`; `None` without offloaded frames or
+    /// reference objects).
     pub offloaded_map50: Option<f64>,
     /// mAP@0.5 of the local results against the same reference.
     pub local_map50: Option<f64>,
@@ -234,8 +236,11 @@ pub fn summarise_detections(
             .detect(&f.rgb, f.width, f.height)
             .with_context(|| format!("full detector on {}", f.path.display()))?;
         let pair = FramePair {
-            detected: list.clone(),
-            reference: to_normalised_objects(&full, f.width, f.height)?,
+            detected: to_detections(list, f.width, f.height),
+            reference: full
+                .into_iter()
+                .filter(|d| d.score >= OBJECT_SCORE)
+                .collect(),
         };
         if *k > 0 {
             offloaded.push(pair);
@@ -245,13 +250,8 @@ pub fn summarise_detections(
     }
     s.mean_layers = layers as f64 / s.offloaded.max(1) as f64;
     s.mean_objects = objects as f64 / s.answered.max(1) as f64;
-    let map = |pairs: &[FramePair]| {
-        (!pairs.is_empty())
-            .then(|| mean_average_precision(pairs, 0.5, OBJECT_SCORE, 0.0))
-            .flatten()
-    };
-    s.offloaded_map50 = map(&offloaded);
-    s.local_map50 = map(&local);
+    s.offloaded_map50 = mean_average_precision(&offloaded);
+    s.local_map50 = mean_average_precision(&local);
     Ok(s)
 }
 

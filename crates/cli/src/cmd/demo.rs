@@ -12,7 +12,6 @@ use offload_agent::run::LabelledInput;
 use offload_agent::{DeviceModel, SimulatedBattery, TaskResult};
 use offload_cli::{DetectorDevice, SplitDevice, TraceSchedule};
 use offload_controller::Profile;
-use offload_model::detector::Detector;
 use offload_sim::SimConfig;
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_transport::{ClientConfig, ModelRegistry};
@@ -116,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let (run, log) = run_demo(
                 &args,
                 &sim,
-                DetectorDevice::new(split),
+                DetectorDevice::new(split.clone()),
                 registry,
                 &profile,
                 inputs,
@@ -129,13 +128,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "measuring fidelity: the full detector on {} answered frames ...",
                     log.results.len()
                 );
-                let dir = args.task.detector_dir();
-                Some(
-                    Detector::load(&dir)
-                        .with_context(|| format!("loading the detector {}", dir.display()))?,
-                )
+                Some(split.detector())
             };
-            let summary = summarise_detections(&log, &frames, reference.as_ref())?;
+            let summary = summarise_detections(&log, &frames, reference)?;
             print_detection_summary(&summary);
             Ok(())
         }
