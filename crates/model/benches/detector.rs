@@ -1,8 +1,11 @@
 //! Cost of the SSD-MobileNetV2 detector per 300×300 frame on this CPU: the device-side encoder
 //! (image → stride-16 split tensor), the server half (split tensor → detections) and the full
 //! local detector, on a real frame of the pedestrian video installed by
-//! `scripts/install-detector.sh`. Without the installed model the bench reports why and measures
-//! nothing.
+//! `scripts/install-detector.sh`. Each half runs two ways side by side: the inference kernels
+//! (`encode_to_split`, `predict_from_split`) and the same layers built from candle's own `conv2d`
+//! (`encode_to_split_autograd`, `predict_from_split_autograd`, the differentiable path). The
+//! thread count is RAYON_NUM_THREADS (candle's matrix products and the kernels both follow it).
+//! Without the installed model the bench reports why and measures nothing.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use offload_model::detector::{Detector, default_model_dir};
@@ -31,8 +34,17 @@ fn detector(c: &mut Criterion) {
     group.bench_function("encoder_to_stride16", |b| {
         b.iter(|| detector.encode_to_split(&input).unwrap())
     });
+    group.bench_function("encoder_to_stride16_candle_conv2d", |b| {
+        b.iter(|| detector.encode_to_split_autograd(&input).unwrap())
+    });
     group.bench_function("server_half_from_stride16", |b| {
         b.iter(|| detector.finish_from_split(&split, w, h).unwrap())
+    });
+    group.bench_function("server_heads_from_stride16", |b| {
+        b.iter(|| detector.predict_from_split(&split).unwrap())
+    });
+    group.bench_function("server_heads_from_stride16_candle_conv2d", |b| {
+        b.iter(|| detector.predict_from_split_autograd(&split).unwrap())
     });
     group.bench_function("full_detector", |b| {
         b.iter(|| {

@@ -214,11 +214,20 @@ mod avx2 {
             let n = job.n;
             let out_rows = out.len() / n;
             let local_blocks = out_rows.div_ceil(MR);
-            // Column panels outermost: one panel of X (depth × NR) stays in L1/L2 while every
-            // row block of the weights passes over it.
+            // Column panels outermost: the panel of X (depth × NR) is copied contiguous, so
+            // every row block of the weights streams it sequentially from L1/L2 instead of
+            // gathering NR values from each of `depth` rows n apart; a short last panel is
+            // zero-filled, so the inner loop never needs masks.
+            let mut panel = vec![0f32; job.depth * NR];
             let mut col = 0;
             while col < n {
                 let width = NR.min(n - col);
+                if width < NR {
+                    panel.fill(0.0);
+                }
+                for (k, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    dst[..width].copy_from_slice(&job.x[k * n + col..][..width]);
+                }
                 for local in 0..local_blocks {
                     let b = first_block + local;
                     let rows = MR.min(out_rows - local * MR);
@@ -231,8 +240,9 @@ mod avx2 {
                         width,
                     };
                     // SAFETY: AVX2 and FMA are enabled in this function; the tile lies inside
-                    // `out` (rows ≤ out_rows − row0, col + width ≤ n) and inside `x`.
-                    unsafe { tile.run(job, skip, out) };
+                    // `out` (rows ≤ out_rows − row0, col + width ≤ n); the panel holds
+                    // depth × NR values.
+                    unsafe { tile.run(job, &panel, skip, out) };
                 }
                 col += width;
             }
@@ -251,45 +261,24 @@ mod avx2 {
 
     impl Tile<'_> {
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn run(&self, job: &Job, skip: Option<&[f32]>, out: &mut [f32]) {
+        unsafe fn run(&self, job: &Job, panel: &[f32], skip: Option<&[f32]>, out: &mut [f32]) {
             let n = job.n;
             let vecs = self.width.div_ceil(LANES);
             let full = self.width / LANES;
             let mask = tail_mask(self.width % LANES);
             let mut acc = [[_mm256_setzero_ps(); NR / LANES]; MR];
-            let x = job.x.as_ptr().wrapping_add(self.col);
+            let x = panel.as_ptr();
             let w = self.w.as_ptr();
-            // SAFETY (all loads): x row k holds n values and col + width ≤ n; partial vectors
-            // use masked loads; w holds depth × MR values.
+            // SAFETY (all loads): the panel holds depth × NR values, w depth × MR.
             unsafe {
-                if vecs == NR / LANES {
-                    for k in 0..job.depth {
-                        let xr = x.add(k * n);
-                        let x0 = _mm256_loadu_ps(xr);
-                        let x1 = _mm256_loadu_ps(xr.add(LANES));
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            let wv = _mm256_broadcast_ss(&*w.add(k * MR + r));
-                            a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
-                            a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
-                        }
-                    }
-                } else {
-                    for k in 0..job.depth {
-                        let xr = x.add(k * n);
-                        let mut xv = [_mm256_setzero_ps(); NR / LANES];
-                        for (v, slot) in xv.iter_mut().enumerate().take(vecs) {
-                            *slot = if v < full {
-                                _mm256_loadu_ps(xr.add(v * LANES))
-                            } else {
-                                _mm256_maskload_ps(xr.add(v * LANES), mask)
-                            };
-                        }
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            let wv = _mm256_broadcast_ss(&*w.add(k * MR + r));
-                            for v in 0..vecs {
-                                a[v] = _mm256_fmadd_ps(wv, xv[v], a[v]);
-                            }
-                        }
+                for k in 0..job.depth {
+                    let xr = x.add(k * NR);
+                    let x0 = _mm256_loadu_ps(xr);
+                    let x1 = _mm256_loadu_ps(xr.add(LANES));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let wv = _mm256_broadcast_ss(&*w.add(k * MR + r));
+                        a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
+                        a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
                     }
                 }
             }
