@@ -12,6 +12,8 @@
 pub(crate) struct GridIndex {
     /// Cells per unit of key.
     inv_width: f64,
+    /// Index of the last cell, as a float (compared with scaled queries).
+    last_cell: f64,
     /// `first[c]` = number of keys below cell `c`'s lower edge (per the search predicate);
     /// `cells + 1` entries, the last one the key count.
     first: Vec<u32>,
@@ -36,6 +38,7 @@ impl GridIndex {
         first.push(keys.len() as u32);
         GridIndex {
             inv_width: if width > 0.0 { 1.0 / width } else { 0.0 },
+            last_cell: (cells - 1) as f64,
             first,
             inclusive,
         }
@@ -45,8 +48,18 @@ impl GridIndex {
     #[inline]
     pub(crate) fn count_below(&self, keys: &[f64], q: f64) -> usize {
         let cells = self.first.len() - 1;
-        // `as` saturates: negative and NaN go to cell 0, huge values to the last cell.
-        let c = ((q * self.inv_width) as usize).min(cells - 1);
+        // Negative and NaN go to cell 0, huge values to the last cell (what a saturating
+        // `as usize` gives, without its multi-instruction `f64 → u64` conversion).
+        let x = q * self.inv_width;
+        let c = if x > 0.0 {
+            if x < self.last_cell {
+                x as i64 as usize
+            } else {
+                cells - 1
+            }
+        } else {
+            0
+        };
         let lo = self.first[c] as usize;
         let hi = self.first[c + 1] as usize;
         let inclusive = self.inclusive;
