@@ -7,6 +7,8 @@
 //! even size (300 → 150), so reusing it would shift every stride-2 output by half a pixel. These
 //! ops are forward-only: the detector is frozen and BatchNorm is folded at load time.
 
+use std::cell::RefCell;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::pointwise::PackedMatrix;
@@ -207,9 +209,17 @@ impl SameConv {
             self.packed
                 .multiply(x, n, &self.bias, skip, self.activation, out);
         } else {
-            let patches = im2col_same(x, (c, h, w), self.kernel, self.stride, rows, cols);
-            self.packed
-                .multiply(&patches, n, &self.bias, skip, self.activation, out);
+            let mut run = |patches: &mut Vec<f32>| {
+                im2col_same(x, (c, h, w), self.kernel, self.stride, rows, cols, patches);
+                self.packed
+                    .multiply(patches, n, &self.bias, skip, self.activation, out);
+            };
+            // A rayon task stolen while this thread waits inside `multiply` may convolve
+            // too; it then finds the buffer borrowed and uses its own.
+            PATCHES.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut patches) => run(&mut patches),
+                Err(_) => run(&mut Vec::new()),
+            });
         }
         Ok((rows.out_len, cols.out_len))
     }
@@ -305,7 +315,14 @@ pub(crate) fn f32_slice<'a>(
     }
 }
 
-/// im2col with TF `SAME` padding: (C, H, W) → (C·k·k, Ho·Wo), rows ordered (channel, ky, kx).
+thread_local! {
+    /// The im2col matrix of the last k×k convolution on this thread, reused so that repeated
+    /// frames do not allocate (and page-fault) megabytes per layer.
+    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// im2col with TF `SAME` padding: (C, H, W) → (C·k·k, Ho·Wo) into `out`, rows ordered
+/// (channel, ky, kx).
 fn im2col_same(
     x: &[f32],
     (c, h, w): (usize, usize, usize),
@@ -313,10 +330,12 @@ fn im2col_same(
     s: usize,
     rows: SamePadding,
     cols: SamePadding,
-) -> Vec<f32> {
+    out: &mut Vec<f32>,
+) {
     let (ho, wo) = (rows.out_len, cols.out_len);
     let n = ho * wo;
-    let mut out = vec![0f32; c * k * k * n];
+    out.clear();
+    out.resize(c * k * k * n, 0.0);
     for ci in 0..c {
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         for ky in 0..k {
@@ -329,22 +348,22 @@ fn im2col_same(
                     let iy = oy * s + ky - rows.before;
                     let src = &plane[iy * w..(iy + 1) * w];
                     let dst = &mut dst_row[oy * wo..(oy + 1) * wo];
-                    if s == 1 {
-                        let (first, last) = (ox_range.start, ox_range.end);
-                        if first < last {
-                            let x0 = first + kx - cols.before;
+                    let (first, last) = (ox_range.start, ox_range.end);
+                    if first < last {
+                        let x0 = first * s + kx - cols.before;
+                        if s == 1 {
                             dst[first..last].copy_from_slice(&src[x0..x0 + (last - first)]);
-                        }
-                    } else {
-                        for ox in ox_range.clone() {
-                            dst[ox] = src[ox * s + kx - cols.before];
+                        } else {
+                            let taps = src[x0..].iter().step_by(s);
+                            for (d, &v) in dst[first..last].iter_mut().zip(taps) {
+                                *d = v;
+                            }
                         }
                     }
                 }
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! server half ([`MobileNetV2Tail`]) runs blocks 13–16 and `Conv_1`; it exposes block 13's
 //! expansion (576×19×19) and `Conv_1` (1280×10×10), the first two SSD feature maps.
 
+use std::cell::RefCell;
+
 use candle_core::Tensor;
 
 use super::conv::{Activation, SameConv};
@@ -134,11 +136,52 @@ impl InvertedResidual {
         }
     }
 
+    /// The whole block through the inference kernels on a row-major (C, H, W) map `x`, with
+    /// `expanded` and `depthwise` as scratch; writes the output to `out` and returns its rows and
+    /// columns.
+    fn forward_slice(
+        &self,
+        x: &[f32],
+        hw: (usize, usize),
+        expanded: &mut Vec<f32>,
+        depthwise: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> candle_core::Result<(usize, usize)> {
+        let e: &[f32] = match &self.expand {
+            Some(conv) => {
+                conv.forward_slice(x, hw, None, expanded)?;
+                expanded
+            }
+            None => x,
+        };
+        let hw = self.depthwise.forward_slice(e, hw, depthwise)?;
+        let skip = self.residual.then_some(x);
+        self.project.forward_slice(depthwise, hw, skip, out)
+    }
+
     /// The whole block on a (C, H, W) tensor.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let e = self.expand(x)?;
         self.finish(x, &e)
     }
+}
+
+/// The maps of one pass of the inference path, kept per thread so that repeated frames reuse
+/// them instead of allocating (and page-faulting) megabytes per layer.
+#[derive(Debug, Default)]
+struct Workspace {
+    /// Input of the current block (after the loop: the encoder's output).
+    current: Vec<f32>,
+    /// Output of the current block.
+    next: Vec<f32>,
+    /// The block's expansion.
+    expanded: Vec<f32>,
+    /// The block's depthwise output.
+    depthwise: Vec<f32>,
+}
+
+thread_local! {
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
 }
 
 /// Device half: stem convolution and blocks 0–12, image (3, 300, 300) → (96, 19, 19).
@@ -170,11 +213,48 @@ impl MobileNetV2Encoder {
 
     /// Runs the device half on a normalised (3, H, W) image.
     pub fn forward(&self, image: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = self.stem.forward(image)?;
-        for block in &self.blocks {
-            x = block.forward(&x)?;
+        let (c, h, w) = image.dims3()?;
+        let pixels = image.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let run = |ws: &mut Workspace| -> candle_core::Result<Tensor> {
+            let (cout, ho, wo) = self.forward_slice(&pixels, (c, h, w), ws)?;
+            Tensor::from_slice(&ws.current, (cout, ho, wo), image.device())
+        };
+        // A rayon task stolen while this thread waits inside a kernel may encode too; it then
+        // finds the workspace borrowed and uses its own.
+        WORKSPACE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut ws) => run(&mut ws),
+            Err(_) => run(&mut Workspace::default()),
+        })
+    }
+
+    /// The device half on a row-major (3, H, W) image through the inference kernels, every
+    /// intermediate map in `ws` (reused across frames); the output is left in `ws.current`.
+    /// Returns its (channels, rows, columns).
+    fn forward_slice(
+        &self,
+        image: &[f32],
+        (c, h, w): (usize, usize, usize),
+        ws: &mut Workspace,
+    ) -> candle_core::Result<(usize, usize, usize)> {
+        if c != 3 {
+            candle_core::bail!("encoder expects 3 channels, got {c}");
         }
-        Ok(x)
+        let mut hw = self
+            .stem
+            .forward_slice(image, (h, w), None, &mut ws.current)?;
+        let mut channels = self.stem.out_channels();
+        for block in &self.blocks {
+            hw = block.forward_slice(
+                &ws.current,
+                hw,
+                &mut ws.expanded,
+                &mut ws.depthwise,
+                &mut ws.next,
+            )?;
+            std::mem::swap(&mut ws.current, &mut ws.next);
+            channels = block.project.out_channels();
+        }
+        Ok((channels, hw.0, hw.1))
     }
 
     /// [`forward`](Self::forward) on a (B, 3, H, W) batch with candle's differentiable ops

@@ -222,11 +222,17 @@ mod avx2 {
             let mut col = 0;
             while col < n {
                 let width = NR.min(n - col);
-                if width < NR {
+                if width == NR {
+                    // A constant-length copy compiles to two vector moves (a variable one
+                    // calls memmove per row, which cost as much as the arithmetic).
+                    for (k, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                        dst.copy_from_slice(&job.x[k * n + col..][..NR]);
+                    }
+                } else {
                     panel.fill(0.0);
-                }
-                for (k, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                    dst[..width].copy_from_slice(&job.x[k * n + col..][..width]);
+                    for (k, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                        dst[..width].copy_from_slice(&job.x[k * n + col..][..width]);
+                    }
                 }
                 for local in 0..local_blocks {
                     let b = first_block + local;
