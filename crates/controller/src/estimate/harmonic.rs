@@ -57,6 +57,9 @@ impl ThroughputEstimator for HarmonicMean {
 #[derive(Debug, Clone)]
 pub(crate) struct Ring {
     values: Vec<f64>,
+    /// `1 / max(value, 1)` per slot, computed once at the push instead of at every
+    /// [`Ring::harmonic_mean`] (the same quotients, summed in the same slot order).
+    inverses: Vec<f64>,
     next: usize,
     len: usize,
 }
@@ -65,6 +68,7 @@ impl Ring {
     pub(crate) fn new(capacity: usize) -> Self {
         Ring {
             values: vec![0.0; capacity.max(1)],
+            inverses: vec![0.0; capacity.max(1)],
             next: 0,
             len: 0,
         }
@@ -72,6 +76,7 @@ impl Ring {
 
     pub(crate) fn push(&mut self, v: f64) {
         self.values[self.next] = v;
+        self.inverses[self.next] = 1.0 / v.max(1.0);
         self.next = (self.next + 1) % self.values.len();
         self.len = (self.len + 1).min(self.values.len());
     }
@@ -88,7 +93,7 @@ impl Ring {
         if self.len == 0 {
             return None;
         }
-        let inv: f64 = self.iter().map(|v| 1.0 / v.max(1.0)).sum();
+        let inv: f64 = self.inverses[..self.len].iter().sum();
         Some(self.len as f64 / inv)
     }
 
