@@ -41,6 +41,8 @@ enum Command {
     Detect(cmd::detect::Args),
     /// Convert the SSD-MobileNetV2 frozen TF graph to safetensors + a manifest.
     ConvertDetector(cmd::convert_detector::Args),
+    /// Distil the layered codec on the detector's stride-16 tensor from the full detector.
+    TrainDetector(cmd::train_detector::Args),
     /// Run the simulator and the emulated system on the same traces and compare them per frame.
     Compare(cmd::compare::Args),
 }
@@ -64,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Detect(a) => cmd::detect::run(a),
         Command::ConvertDetector(a) => cmd::convert_detector::run(a),
+        Command::TrainDetector(a) => cmd::train_detector::run(a),
         Command::Compare(a) => cmd::compare::run(a),
     }
 }

@@ -18,6 +18,9 @@ use plotters::prelude::*;
 pub enum Report {
     /// The Fashion-MNIST codec results (docs/results/fmnist.md + fmnist.svg).
     Codec,
+    /// The split SSD-MobileNetV2 results (docs/results/detector.md + detector.svg) and the
+    /// simulator profile profiles/ssd-mobilenet-v2.toml.
+    Detector,
 }
 
 /// Arguments of `offload report`.
@@ -45,6 +48,30 @@ pub struct Args {
     /// Output markdown; the SVG is written beside it with the same stem.
     #[arg(long, default_value = "docs/results/fmnist.md")]
     pub out: PathBuf,
+    /// Detector report: the split codec's directory.
+    #[arg(long, default_value = "models/ssd-split")]
+    pub split_model: PathBuf,
+    /// Detector report: the converted detector's directory (default: the installed one).
+    #[arg(long)]
+    pub detector: Option<PathBuf>,
+    /// Detector report: held-out frames used (default: all).
+    #[arg(long)]
+    pub split_frames: Option<usize>,
+    /// Detector report: reference detections are the full detector's with at least this score.
+    #[arg(long, default_value_t = 0.5)]
+    pub reference_score: f32,
+    /// Detector report: frames timed one at a time.
+    #[arg(long, default_value_t = 20)]
+    pub timing_frames: usize,
+    /// Detector report: output markdown (the SVG goes beside it).
+    #[arg(long, default_value = "docs/results/detector.md")]
+    pub detector_out: PathBuf,
+    /// Detector report: output simulator profile.
+    #[arg(long, default_value = "profiles/ssd-mobilenet-v2.toml")]
+    pub profile_out: PathBuf,
+    /// Detector report: device compute power written to the profile (an assumption, W).
+    #[arg(long, default_value_t = 2.5)]
+    pub compute_power_w: f64,
 }
 
 /// JPEG qualities of the image-coding baseline.
@@ -114,6 +141,18 @@ struct Measured {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.report {
         Report::Codec => codec_report(&args),
+        Report::Detector => {
+            super::report_detector::detector_report(&super::report_detector::DetectorReportArgs {
+                model: args.split_model.clone(),
+                detector: args.detector.clone(),
+                frames: args.split_frames,
+                reference_score: args.reference_score,
+                timing_frames: args.timing_frames,
+                out: args.detector_out.clone(),
+                profile: args.profile_out.clone(),
+                compute_power_w: args.compute_power_w,
+            })
+        }
     }
 }
 

@@ -170,6 +170,32 @@ impl DetectorSplit {
             .quantise_layer(&features.transpose(0, 1)?.contiguous()?, index)
     }
 
+    /// Device stage 3, one layer: entropy-codes layer `index`'s symbols into its record.
+    pub fn code_layer(
+        &self,
+        symbols: &LayerSymbols,
+        index: usize,
+    ) -> Result<LayerRecord, ModelError> {
+        self.coder().code_layer(symbols, index)
+    }
+
+    /// Device stage 3: entropy-codes quantised layers (base first) into frame `frame_id`.
+    pub fn code_layers(
+        &self,
+        symbols: &[LayerSymbols],
+        frame_id: u64,
+    ) -> Result<EncodedFrame, ModelError> {
+        let records = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.code_layer(s, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncodedFrame {
+            header: FrameHeader::new(&self.spec, frame_id),
+            records,
+        })
+    }
+
     /// Device stage 2 and 3: codes all N layers of a split tensor (1, 96, 19, 19) into frame
     /// `frame_id`.
     pub fn code_features(

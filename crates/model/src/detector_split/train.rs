@@ -14,7 +14,8 @@
 //! * λ_k · the estimated bits of the first k layers per frame.
 //!
 //! The server half costs far more than the codec, which is why output matching sees a few
-//! frames of each batch and feature matching all of them.
+//! frames of each batch and feature matching all of them, and only in the last
+//! `output_steps` steps (the first ones match features and rate alone).
 
 use std::time::Instant;
 
@@ -41,6 +42,9 @@ pub struct DistillConfig {
     pub seed: u64,
     /// Optimiser steps.
     pub steps: usize,
+    /// The last `output_steps` steps add output matching (the server half is far costlier than
+    /// the codec, so the first steps match features and rate only).
+    pub output_steps: usize,
     /// Frames per step (feature matching and rate).
     pub batch_size: usize,
     /// Frames per layer count per step that go through the server half (output matching).
@@ -62,7 +66,8 @@ impl DistillConfig {
     pub fn ssd_split() -> Self {
         Self {
             seed: 5,
-            steps: 1200,
+            steps: 3000,
+            output_steps: 300,
             batch_size: 8,
             output_frames_per_k: 1,
             learning_rate: 2e-3,
@@ -283,7 +288,8 @@ pub fn distill(
                 Some(t) => (t + term)?,
                 None => term,
             });
-            for _ in 0..recipe.output_frames_per_k.min(batch) {
+            let with_output = step + recipe.output_steps >= recipe.steps;
+            for _ in 0..recipe.output_frames_per_k.min(batch) * usize::from(with_output) {
                 let j = rng.random_range(0..batch);
                 chosen.push(&samples[idx[j]]);
                 student.push(s.narrow(1, j, 1)?);
