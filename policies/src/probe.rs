@@ -108,3 +108,93 @@ impl Prober {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offload_controller::{
+        DeviceState, Estimates, LocalOption, OffloadOption, RadioModel, RadioState, RateSample,
+        Utility,
+    };
+
+    fn frame(at: f64) -> FrameOptions {
+        FrameOptions {
+            frame: 9,
+            captured_at: at,
+            deadline: at + 0.2,
+            local: LocalOption {
+                accuracy: 0.7,
+                device_time: 0.15,
+                energy_j: 0.4,
+            },
+            offload: vec![OffloadOption {
+                layers: 1,
+                bytes: 1000,
+                accuracy: 0.3,
+                server_time: 0.01,
+                ..OffloadOption::default()
+            }],
+        }
+    }
+
+    /// The decision of `prober` at `now` with a 1 Mbit/s estimate sampled at 1.0 s.
+    fn decide(prober: &mut Prober, now: f64) -> Result<Estimate, Decision> {
+        let estimates = Estimates {
+            throughput: Some(Estimate {
+                bps: 1e6,
+                std_bps: 0.0,
+                samples: 10,
+                last_sample_at: 1.0,
+            }),
+            ..Estimates::default()
+        };
+        let (device, utility, radio, radio_state) = (
+            DeviceState::default(),
+            Utility::default(),
+            RadioModel::LTE,
+            RadioState::default(),
+        );
+        let ctx = Context {
+            now,
+            estimates: &estimates,
+            device: &device,
+            utility: &utility,
+            radio: &radio,
+            radio_state: &radio_state,
+            frame_interval: 1.0 / 30.0,
+            default_rtt: 0.05,
+        };
+        prober.fresh_estimate(&frame(now), &ctx)
+    }
+
+    #[test]
+    fn an_overdue_report_marks_the_link_down_before_the_staleness_limit() {
+        let mut plain = Prober::new(0.2);
+        let mut stall = Prober::new(0.2).with_stall_detection(Some(0.02));
+        for p in [&mut plain, &mut stall] {
+            // 1000 bytes sent at 1.0 s: expected back by 1.0 + 8 ms + 50 ms RTT + 10 ms server.
+            p.observe(
+                1.0,
+                &Observation::Sent {
+                    frame: 8,
+                    bytes: 1000,
+                },
+            );
+        }
+        assert!(decide(&mut stall, 1.08).is_ok());
+        assert!(decide(&mut plain, 1.12).is_ok());
+        // 20 ms past the expected report: down (a probe, since none was sent yet).
+        assert_eq!(
+            decide(&mut stall, 1.12),
+            Err(Decision::Offload { layers: 1 })
+        );
+        // Once reported, the link counts as up again.
+        let sample = RateSample {
+            start: 1.0,
+            end: 1.008,
+            bytes: 1000,
+        };
+        stall.observe(1.13, &Observation::Delivered { frame: 8, sample });
+        assert!(decide(&mut stall, 1.14).is_ok());
+    }
+}
