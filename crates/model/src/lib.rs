@@ -19,6 +19,7 @@ pub mod detector_split;
 pub mod encoder;
 pub mod error;
 pub mod eval;
+pub mod finetune;
 pub mod gaussian;
 pub mod hyperprior;
 pub mod init;

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::eval::{Evaluation, Z_RANGE};
+use crate::finetune::FineTuning;
 use crate::layer::CodecLayer;
 use crate::train::TrainConfig;
 
@@ -60,6 +61,9 @@ pub struct Manifest {
     pub evaluation: Option<Evaluation>,
     /// Training wall time, seconds.
     pub training_time_s: Option<f64>,
+    /// Decoder fine-tuning after training, if any (absent from older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tuning: Option<FineTuning>,
 }
 
 impl Manifest {

@@ -57,6 +57,7 @@ pub fn save_model(dir: &Path, trained: &Trained, info: SaveInfo) -> Result<Split
         training: info.training,
         evaluation: info.evaluation,
         training_time_s: info.training_time_s,
+        fine_tuning: None,
     };
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::Manifest {
         path: manifest_path.clone(),
