@@ -238,6 +238,13 @@ fn finish(args: &Args, sim: &SimConfig, profile: &Profile, run: LoopbackRun) -> 
         sel.iter().map(|r| f64::from(r.layers)).sum::<f64>() / sel.len().max(1) as f64
     };
     print_summary(&summary, &policy_name);
+    let skipped = records.iter().filter(|r| r.decision == "skipped").count();
+    let answered = records.iter().filter(|r| r.result_at.is_some()).count();
+    println!(
+        "{answered} of {} frames answered at {} fps ({skipped} skipped: a newer frame was already waiting)",
+        records.len(),
+        sim.fps
+    );
     println!(
         "mean layers sent: {:.2} in the first half, {:.2} in the second",
         layers(0.0, half),
