@@ -215,43 +215,52 @@ mod avx2 {
             let n = job.n;
             let out_rows = out.len() / n;
             let local_blocks = out_rows.div_ceil(MR);
-            // Column panels outermost: the panel of X (depth × NR) is copied contiguous, so
-            // every row block of the weights streams it sequentially from L1/L2 instead of
-            // gathering NR values from each of `depth` rows n apart; a short last panel is
+            // X is packed a block of columns at a time: each row of the block is read as one
+            // contiguous run (a per-panel copy would read 64 bytes from each of `depth` rows
+            // n floats apart, a stride no prefetcher follows), and stored panel by panel
+            // (depth × NR, contiguous), so every tile streams its panel sequentially from L1/L2
+            // while all row blocks of the weights pass over it. A short last panel is
             // zero-filled, so the inner loop never needs masks.
-            let mut panel = vec![0f32; job.depth * NR];
-            let mut col = 0;
-            while col < n {
-                let width = NR.min(n - col);
-                if width == NR {
-                    // A constant-length copy compiles to two vector moves (a variable one
-                    // calls memmove per row, which cost as much as the arithmetic).
-                    for (k, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                        dst.copy_from_slice(&job.x[k * n + col..][..NR]);
-                    }
-                } else {
-                    panel.fill(0.0);
-                    for (k, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                        dst[..width].copy_from_slice(&job.x[k * n + col..][..width]);
+            let block_cols = ((1 << 16) / job.depth.max(1)).clamp(NR, 256) / NR * NR;
+            let mut packed = vec![0f32; job.depth * block_cols];
+            let mut col0 = 0;
+            while col0 < n {
+                let block_width = block_cols.min(n - col0);
+                let panels = block_width.div_ceil(NR);
+                for k in 0..job.depth {
+                    let src = &job.x[k * n + col0..][..block_width];
+                    for (p, chunk) in src.chunks(NR).enumerate() {
+                        let dst = &mut packed[(p * job.depth + k) * NR..][..NR];
+                        if chunk.len() == NR {
+                            dst.copy_from_slice(chunk);
+                        } else {
+                            dst[..chunk.len()].copy_from_slice(chunk);
+                            dst[chunk.len()..].fill(0.0);
+                        }
                     }
                 }
-                for local in 0..local_blocks {
-                    let b = first_block + local;
-                    let rows = MR.min(out_rows - local * MR);
-                    let tile = Tile {
-                        w: self.block(b),
-                        bias: &bias[b * MR..b * MR + rows],
-                        row0: local * MR,
-                        rows,
-                        col,
-                        width,
-                    };
-                    // SAFETY: AVX2 and FMA are enabled in this function; the tile lies inside
-                    // `out` (rows ≤ out_rows − row0, col + width ≤ n); the panel holds
-                    // depth × NR values.
-                    unsafe { tile.run(job, &panel, skip, out) };
+                for p in 0..panels {
+                    let panel = &packed[p * job.depth * NR..][..job.depth * NR];
+                    let col = col0 + p * NR;
+                    let width = NR.min(n - col);
+                    for local in 0..local_blocks {
+                        let b = first_block + local;
+                        let rows = MR.min(out_rows - local * MR);
+                        let tile = Tile {
+                            w: self.block(b),
+                            bias: &bias[b * MR..b * MR + rows],
+                            row0: local * MR,
+                            rows,
+                            col,
+                            width,
+                        };
+                        // SAFETY: AVX2 and FMA are enabled in this function; the tile lies
+                        // inside `out` (rows ≤ out_rows − row0, col + width ≤ n); the panel
+                        // holds depth × NR values.
+                        unsafe { tile.run(job, panel, skip, out) };
+                    }
                 }
-                col += width;
+                col0 += block_width;
             }
         }
     }
