@@ -86,8 +86,8 @@ pub struct TaskArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The model's profile (accuracy per layer count, device power), as `offload profile`
-    /// writes it [default: profiles/fmnist.toml, or profiles/ssd-mobilenet-v2.toml (written by
-    /// `offload report detector`) for detection].
+    /// writes it [default: profiles/fmnist.toml; for detection profiles/ssd-mobilenet-v2.toml
+    /// (written by `offload report detector`), else profiles/illustrative-detector.toml].
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Detection: the converted SSD-MobileNetV2 weights [default: converted/ in the detector
@@ -101,8 +101,10 @@ pub struct TaskArgs {
 
 /// Where the detection defaults live.
 pub const DETECTOR_SPLIT_DIR: &str = "models/ssd-split";
-/// The detector's profile.
+/// The detector's measured profile.
 pub const DETECTOR_PROFILE: &str = "profiles/ssd-mobilenet-v2.toml";
+/// The hand-written detector profile, used while no measured one exists.
+pub const ILLUSTRATIVE_DETECTOR_PROFILE: &str = "profiles/illustrative-detector.toml";
 
 impl TaskArgs {
     /// The split model's folder.
@@ -115,14 +117,25 @@ impl TaskArgs {
         })
     }
 
-    /// The profile's path.
+    /// The profile's path. For detection without `--profile`: the measured profile when
+    /// `offload report detector` has written it, else the illustrative detector profile (said
+    /// on stderr: its times and accuracies are not this model's).
     pub fn profile_path(&self) -> PathBuf {
-        self.profile.clone().unwrap_or_else(|| {
-            PathBuf::from(match self.task {
-                Task::Classification => "profiles/fmnist.toml",
-                Task::Detection => DETECTOR_PROFILE,
-            })
-        })
+        if let Some(p) = &self.profile {
+            return p.clone();
+        }
+        match self.task {
+            Task::Classification => PathBuf::from("profiles/fmnist.toml"),
+            Task::Detection if Path::new(DETECTOR_PROFILE).exists() => {
+                PathBuf::from(DETECTOR_PROFILE)
+            }
+            Task::Detection => {
+                eprintln!(
+                    "no measured detector profile at {DETECTOR_PROFILE} (offload report detector writes it): using the ILLUSTRATIVE {ILLUSTRATIVE_DETECTOR_PROFILE}"
+                );
+                PathBuf::from(ILLUSTRATIVE_DETECTOR_PROFILE)
+            }
+        }
     }
 
     /// The converted detector's folder.
