@@ -7,17 +7,17 @@ use offload_controller::{EstimatorConfig, Profile};
 use offload_sim::SimConfig;
 use offload_sim::trace::{LoadOptions, Trace};
 
-/// The illustrative detector profile, embedded so the main job runs anywhere.
-pub const ILLUSTRATIVE_PROFILE: &str =
-    include_str!("../../../../profiles/illustrative-detector.toml");
+/// The measured split-detector profile (`offload report detector`), embedded so the main job
+/// runs anywhere.
+pub const DEFAULT_PROFILE: &str = include_str!("../../../../profiles/ssd-mobilenet-v2.toml");
 
-/// Loads `path`, or the embedded illustrative profile.
+/// Loads `path`, or the embedded measured detector profile.
 pub fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
     Ok(match path {
         Some(p) => Profile::load(p)?,
         None => Profile::parse(
-            ILLUSTRATIVE_PROFILE,
-            Path::new("profiles/illustrative-detector.toml"),
+            DEFAULT_PROFILE,
+            Path::new("profiles/ssd-mobilenet-v2.toml"),
         )?,
     })
 }
