@@ -281,8 +281,9 @@ impl offload_agent::AgentEvents for Progress {
             } else {
                 "device".to_owned()
             };
+            // Printed above the bar, and also when the bar is hidden (output not a terminal).
             self.bar
-                .println(format!("frame {frame:>4}: {objects} objects ({from})"));
+                .suspend(|| println!("frame {frame:>4}: {objects} objects ({from})"));
         }
         self.log.answered(frame, layers, result);
     }
