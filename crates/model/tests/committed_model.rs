@@ -42,9 +42,10 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: the committed model (2.7 epochs of stage 1, 0.4 of \
-            stage 2) gives 85.85 % at k=2 but 85.22 % at k=3 (the switch to the high-rate \
-            decoder), and 87.24 % at k=5 but 86.73 % at k=6; train stage 2 longer, then un-ignore"]
+#[ignore = "known failure, issue 4 stays open: after fine-tuning the two task decoders \
+            (models/README.md) k = 1..5 rise monotonically (84.52, 87.59, 87.72, 88.43, \
+            88.52 %) but k = 6 gives 87.47 %; the held-out training images show the same dip \
+            (89.31 -> 88.50 %), so it is the codec's sixth layer, not the decoder choice"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -114,11 +115,14 @@ fn coded_sizes_match_the_models_rate_estimate() {
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
 const LOCAL_FLOOR: f64 = 0.90;
-const BASE_FLOOR: f64 = 0.83;
-const ALL_LAYERS_FLOOR: f64 = 0.86;
+const BASE_FLOOR: f64 = 0.84;
+const ALL_LAYERS_FLOOR: f64 = 0.87;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
 const CODEC_TABLE_TOLERANCE: f64 = 0.01;
 /// Most bits one record's stream spends over its cross-entropy on average: the end of the range
-/// coder's stream rounded to whole bytes (measured ≈ 2.5 bits per record; bitstream v2).
-const STREAM_END_BITS: f64 = 16.0;
+/// coder's stream cut to whole bytes. For a final interval of width 2^−c at a random position the
+/// shortest byte string inside it costs on average 4 − (1 − 2⁻⁸)/ln 2 ≈ 2.56 bits over c (the
+/// bound for any byte-aligned stream, docs/bitstream.md); measured 2.58 bits per record over the
+/// 10 000 test images, so 3 bits leaves room for the 1 000-image sample's spread.
+const STREAM_END_BITS: f64 = 3.0;
