@@ -15,10 +15,7 @@ pub const DEFAULT_PROFILE: &str = include_str!("../../../../profiles/ssd-mobilen
 pub fn load_profile(path: Option<&Path>) -> anyhow::Result<Profile> {
     Ok(match path {
         Some(p) => Profile::load(p)?,
-        None => Profile::parse(
-            DEFAULT_PROFILE,
-            Path::new("profiles/ssd-mobilenet-v2.toml"),
-        )?,
+        None => Profile::parse(DEFAULT_PROFILE, Path::new("profiles/ssd-mobilenet-v2.toml"))?,
     })
 }
 

@@ -294,12 +294,15 @@ fn codec_curve(c: &CodecPoints) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// One plotted curve: legend label, (bytes, mAP) points, colour.
+type Series = (String, Vec<(f64, f64)>, RGBColor);
+
 fn plot(path: &Path, codec: &CodecPoints, jpeg: &[JpegPoint]) -> anyhow::Result<()> {
     if !offload_sim::harness::plot::register_font() {
         anyhow::bail!("no font for the plot's labels (install fonts-dejavu-core)");
     }
     let ours = codec_curve(codec);
-    let mut series: Vec<(String, Vec<(f64, f64)>, RGBColor)> = vec![(
+    let mut series: Vec<Series> = vec![(
         "layered feature codec, k = 1..N (header included)".into(),
         ours,
         RGBColor(31, 119, 180),
