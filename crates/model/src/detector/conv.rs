@@ -1,5 +1,5 @@
 //! Inference convolutions with TensorFlow's `SAME` padding on (C, H, W) tensors: im2col (none
-//! for 1×1) + one matrix product whose bias, optional residual and ReLU6 are applied in registers
+//! for 1×1) + one matrix product, then one pass for the bias, the optional residual and ReLU6
 //! ([`super::pointwise`]).
 //!
 //! The crate's training convolution ([`crate::conv::Conv2d`]) pads symmetrically; TF's `SAME`
