@@ -23,7 +23,7 @@ pub struct Args {
     /// the oracle.
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     policies: Vec<String>,
-    /// Profile file; default: the embedded illustrative detector profile (see `common::DEFAULT_PROFILE`).
+    /// Profile file; default: the embedded measured detector profile (profiles/ssd-mobilenet-v2.toml).
     #[arg(long)]
     profile: Option<PathBuf>,
     /// Output folder for results.csv, results.json, report.md and the plots.

@@ -236,6 +236,12 @@ fn codec_points(
 
 /// Runs the detector report.
 pub fn detector_report(args: &DetectorReportArgs) -> anyhow::Result<()> {
+    // Create the output folders first: a missing one would otherwise fail after minutes of work.
+    for out in [&args.out, &args.profile] {
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
     let detector_dir = args.detector.clone().unwrap_or_else(default_model_dir);
     let model = DetectorSplit::load(&args.model, &detector_dir)
         .with_context(|| format!("loading {}", args.model.display()))?;

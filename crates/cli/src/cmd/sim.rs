@@ -20,7 +20,7 @@ pub struct Args {
     /// Policy preset name (see `offload eval --help`) or a policy .toml file.
     #[arg(long, default_value = "throughput-rule")]
     policy: String,
-    /// Profile file; default: the embedded illustrative detector profile (see `common::DEFAULT_PROFILE`).
+    /// Profile file; default: the embedded measured detector profile (profiles/ssd-mobilenet-v2.toml).
     #[arg(long)]
     profile: Option<PathBuf>,
     /// Output folder for frames.csv and summary.json.
