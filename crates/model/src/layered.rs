@@ -86,6 +86,23 @@ impl LayeredCoder<'_> {
         )?)
     }
 
+    /// Entropy-codes quantised layers (base first) into frame `frame_id`.
+    pub fn code_layers(
+        &self,
+        symbols: &[LayerSymbols],
+        frame_id: u64,
+    ) -> Result<EncodedFrame, ModelError> {
+        let records = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.code_layer(s, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncodedFrame {
+            header: FrameHeader::new(self.spec, frame_id),
+            records,
+        })
+    }
+
     /// Quantises and codes every layer of `features` (C, 1, H, W) into frame `frame_id`.
     pub fn encode(&self, features: &Tensor, frame_id: u64) -> Result<EncodedFrame, ModelError> {
         let records = (0..self.layers.len())

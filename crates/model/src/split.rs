@@ -7,13 +7,11 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use offload_codec::{
-    FactorizedPrior, FrameHeader, GaussianConditional, LayerRecord, ModelId, ModelSpec,
-};
+use offload_codec::{FrameHeader, GaussianConditional, LayerRecord, ModelId, ModelSpec};
 
 use crate::data::IMAGE_SIDE;
 use crate::error::ModelError;
-use crate::eval::Z_RANGE;
+use crate::layered::LayeredCoder;
 use crate::manifest::{Manifest, model_files, read_bounded, sha256_hex};
 use crate::model::{DecoderKind, Network, images_to_tensor};
 
@@ -185,8 +183,14 @@ impl SplitModel {
         self.spec.layers.len()
     }
 
-    fn prior(&self, layer: usize) -> &FactorizedPrior {
-        &self.manifest.z_priors[layer]
+    fn coder(&self) -> LayeredCoder<'_> {
+        LayeredCoder {
+            layers: self.network.layers(),
+            priors: &self.manifest.z_priors,
+            gaussian: &self.gaussian,
+            spec: &self.spec,
+            device: &self.device,
+        }
     }
 
     fn image_tensor(&self, image: &[u8]) -> Result<Tensor, ModelError> {
@@ -212,19 +216,7 @@ impl SplitModel {
         features: &Tensor,
         index: usize,
     ) -> Result<LayerSymbols, ModelError> {
-        let layer = self.network.layers().get(index).ok_or_else(|| {
-            ModelError::Frame(format!(
-                "layer {index} of a {}-layer model",
-                self.num_layers()
-            ))
-        })?;
-        let q = layer.quantise(features, Z_RANGE)?;
-        let scales = q.scales.flatten_all()?.to_vec1::<f32>()?;
-        Ok(LayerSymbols {
-            z: to_i32(&q.z_hat)?,
-            y: to_i32(&q.y_symbols)?,
-            indices: self.gaussian.scale_indices(&scales),
-        })
+        self.coder().quantise_layer(features, index)
     }
 
     /// Device stage 2: quantises the first `layers` layers of F into symbols.
@@ -244,21 +236,7 @@ impl SplitModel {
         symbols: &LayerSymbols,
         index: usize,
     ) -> Result<LayerRecord, ModelError> {
-        let spec = self.spec.layers.get(index).ok_or_else(|| {
-            ModelError::Frame(format!(
-                "layer {index} of a {}-layer model",
-                self.num_layers()
-            ))
-        })?;
-        Ok(LayerRecord::encode(
-            index as u16,
-            spec,
-            self.prior(index),
-            &self.gaussian,
-            &symbols.z,
-            &symbols.y,
-            &symbols.indices,
-        )?)
+        self.coder().code_layer(symbols, index)
     }
 
     /// Device stage 3: entropy-codes quantised layers (base first) into a frame.
@@ -267,15 +245,7 @@ impl SplitModel {
         symbols: &[LayerSymbols],
         frame_id: u64,
     ) -> Result<EncodedFrame, ModelError> {
-        let records = symbols
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.code_layer(s, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(EncodedFrame {
-            header: FrameHeader::new(&self.spec, frame_id),
-            records,
-        })
+        self.coder().code_layers(symbols, frame_id)
     }
 
     /// The whole device side for all N layers: image → layered records.
@@ -291,50 +261,7 @@ impl SplitModel {
         header: &FrameHeader,
         records: &[LayerRecord],
     ) -> Result<(Vec<LayerSymbols>, Vec<Tensor>), ModelError> {
-        if header.model_id != self.model_id {
-            return Err(ModelError::Frame(format!(
-                "model id {} is not this model's {}",
-                header.model_id, self.model_id
-            )));
-        }
-        if records.is_empty() || records.len() > self.num_layers() {
-            return Err(ModelError::Frame(format!(
-                "{} layers received, this model decodes 1..={}",
-                records.len(),
-                self.num_layers()
-            )));
-        }
-        let mut symbols = Vec::with_capacity(records.len());
-        let mut y_hats = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            if usize::from(record.index) != i {
-                return Err(ModelError::Frame(format!(
-                    "record {i} carries layer index {}",
-                    record.index
-                )));
-            }
-            let spec = &self.spec.layers[i];
-            let layer = &self.network.layers()[i];
-            let (z, pending_y) = record.decode_z(spec, self.prior(i))?;
-            let z_hat = Tensor::from_vec(
-                z.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                (spec.z.channels, 1, spec.z.height, spec.z.width),
-                &self.device,
-            )?;
-            let (mean, scales) = layer.synthesise(&z_hat)?;
-            let indices = self
-                .gaussian
-                .scale_indices(&scales.flatten_all()?.to_vec1::<f32>()?);
-            let y = pending_y.decode_y(&self.gaussian, &indices)?;
-            let q = Tensor::from_vec(
-                y.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                mean.dims(),
-                &self.device,
-            )?;
-            y_hats.push((q + mean)?);
-            symbols.push(LayerSymbols { z, y, indices });
-        }
-        Ok((symbols, y_hats))
+        self.coder().decode(header, records)
     }
 
     /// Server: class probabilities from a prefix of k records (decoder chosen by k).
@@ -363,15 +290,6 @@ impl SplitModel {
             .forward(features, false)?;
         probabilities(&logits)
     }
-}
-
-fn to_i32(t: &Tensor) -> Result<Vec<i32>, ModelError> {
-    // The values are already integers (rounded) of small magnitude; `as` saturates otherwise.
-    Ok(t.flatten_all()?
-        .to_vec1::<f32>()?
-        .into_iter()
-        .map(|v| v as i32)
-        .collect())
 }
 
 fn probabilities(logits: &Tensor) -> Result<Vec<f32>, ModelError> {

@@ -185,15 +185,7 @@ impl DetectorSplit {
         symbols: &[LayerSymbols],
         frame_id: u64,
     ) -> Result<EncodedFrame, ModelError> {
-        let records = symbols
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.code_layer(s, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(EncodedFrame {
-            header: FrameHeader::new(&self.spec, frame_id),
-            records,
-        })
+        self.coder().code_layers(symbols, frame_id)
     }
 
     /// Device stage 2 and 3: codes all N layers of a split tensor (1, 96, 19, 19) into frame
