@@ -66,20 +66,41 @@ pub struct Manifest {
     pub fine_tuning: Option<FineTuning>,
 }
 
+/// The codec's view of a model from its layer shapes: what the container checks frames against.
+pub fn spec_of(layers: &[LayerShapes], model_id: ModelId) -> ModelSpec {
+    ModelSpec {
+        model_id,
+        layers: layers
+            .iter()
+            .map(|l| LayerSpec {
+                y: Shape::new(l.y[0], l.y[1], l.y[2]),
+                z: Shape::new(l.z[0], l.z[1], l.z[2]),
+            })
+            .collect(),
+    }
+}
+
+/// One z table per layer, each with `z_channels` channels; the message names the first mismatch.
+pub fn check_z_priors(
+    priors: &[FactorizedPrior],
+    layers: usize,
+    z_channels: usize,
+) -> Result<(), String> {
+    if priors.len() != layers {
+        return Err(format!("{} z tables for {layers} layers", priors.len()));
+    }
+    for (i, p) in priors.iter().enumerate() {
+        if p.channels() != z_channels {
+            return Err(format!("z table {i} has {} channels", p.channels()));
+        }
+    }
+    Ok(())
+}
+
 impl Manifest {
     /// The codec's view of the model: its id and every layer's shapes.
     pub fn spec(&self, model_id: ModelId) -> ModelSpec {
-        ModelSpec {
-            model_id,
-            layers: self
-                .layers
-                .iter()
-                .map(|l| LayerSpec {
-                    y: Shape::new(l.y[0], l.y[1], l.y[2]),
-                    z: Shape::new(l.z[0], l.z[1], l.z[2]),
-                })
-                .collect(),
-        }
+        spec_of(&self.layers, model_id)
     }
 
     /// Checks the manifest against itself (shapes derived from the architecture, table counts).
@@ -98,18 +119,12 @@ impl Manifest {
         if self.layers != layer_shapes(&self.architecture) {
             return Err(bad("layer shapes do not match the architecture".into()));
         }
-        if self.z_priors.len() != self.layers.len() {
-            return Err(bad(format!(
-                "{} z tables for {} layers",
-                self.z_priors.len(),
-                self.layers.len()
-            )));
-        }
-        for (i, p) in self.z_priors.iter().enumerate() {
-            if p.channels() != self.architecture.z_channels {
-                return Err(bad(format!("z table {i} has {} channels", p.channels())));
-            }
-        }
+        check_z_priors(
+            &self.z_priors,
+            self.layers.len(),
+            self.architecture.z_channels,
+        )
+        .map_err(bad)?;
         if self.weights_file.contains('/') || self.weights_file.contains("..") {
             return Err(bad(format!(
                 "weights_file {:?} must be a plain file name",

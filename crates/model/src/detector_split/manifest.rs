@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use offload_codec::{FactorizedPrior, LayerSpec, ModelId, ModelSpec, Shape};
+use offload_codec::{FactorizedPrior, ModelId, ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use super::config::SplitCodecConfig;
 use super::train::DistillConfig;
 use crate::error::ModelError;
-use crate::manifest::LayerShapes;
+use crate::manifest::{LayerShapes, check_z_priors, spec_of};
 
 /// The manifest's `format` value.
 pub const FORMAT: &str = "offload-detector-split";
@@ -70,17 +70,7 @@ pub fn layer_shapes(config: &SplitCodecConfig) -> Vec<LayerShapes> {
 impl SplitManifest {
     /// The codec's view of the model: its id and every layer's shapes.
     pub fn spec(&self, model_id: ModelId) -> ModelSpec {
-        ModelSpec {
-            model_id,
-            layers: self
-                .layers
-                .iter()
-                .map(|l| LayerSpec {
-                    y: Shape::new(l.y[0], l.y[1], l.y[2]),
-                    z: Shape::new(l.z[0], l.z[1], l.z[2]),
-                })
-                .collect(),
-        }
+        spec_of(&self.layers, model_id)
     }
 
     /// Checks the manifest against itself (shapes from the architecture, table counts, names).
@@ -99,18 +89,12 @@ impl SplitManifest {
         if self.layers != layer_shapes(&self.architecture) {
             return Err(bad("layer shapes do not match the architecture".into()));
         }
-        if self.z_priors.len() != self.layers.len() {
-            return Err(bad(format!(
-                "{} z tables for {} layers",
-                self.z_priors.len(),
-                self.layers.len()
-            )));
-        }
-        for (i, p) in self.z_priors.iter().enumerate() {
-            if p.channels() != self.architecture.z_channels {
-                return Err(bad(format!("z table {i} has {} channels", p.channels())));
-            }
-        }
+        check_z_priors(
+            &self.z_priors,
+            self.layers.len(),
+            self.architecture.z_channels,
+        )
+        .map_err(bad)?;
         for (what, name) in [
             ("weights_file", &self.weights_file),
             ("detector.weights_file", &self.detector.weights_file),
