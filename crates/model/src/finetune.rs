@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Dataset, IMAGE_SIDE};
 use crate::error::ModelError;
 use crate::eval::{Z_RANGE, evaluate};
-use crate::manifest::{Manifest, WEIGHTS_FILE, model_files, sha256_hex};
+use crate::manifest::{
+    Manifest, WEIGHTS_FILE, model_files, save_weights, sha256_hex, write_manifest,
+};
 use crate::model::{DecoderKind, Network, images_to_tensor};
 use crate::split::SplitModel;
 use crate::train::accuracy_count;
@@ -310,19 +312,8 @@ pub fn fine_tune_decoders(
         VarBuilder::from_varmap(&vars, DType::F32, &device),
     )?;
     let evaluation = evaluate(&tuned, test, 500)?;
-    std::fs::create_dir_all(out_dir).map_err(|source| ModelError::Io {
-        path: out_dir.to_owned(),
-        source,
-    })?;
-    let (manifest_path, weights_path) = model_files(out_dir);
-    vars.save(&weights_path).map_err(|e| ModelError::Weights {
-        path: weights_path.clone(),
-        message: e.to_string(),
-    })?;
-    let weights = std::fs::read(&weights_path).map_err(|source| ModelError::Io {
-        path: weights_path.clone(),
-        source,
-    })?;
+    let weights = save_weights(out_dir, &vars)?;
+    let (manifest_path, _) = model_files(out_dir);
     let base_sha = manifest.weights_sha256.clone();
     manifest.weights_file = WEIGHTS_FILE.into();
     manifest.weights_sha256 = sha256_hex(&weights);
@@ -335,14 +326,7 @@ pub fn fine_tune_decoders(
         low_rate_layers,
         wall_time_s: start.elapsed().as_secs_f64(),
     });
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::Manifest {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(&manifest_path, &text).map_err(|source| ModelError::Io {
-        path: manifest_path.clone(),
-        source,
-    })?;
+    write_manifest(&manifest_path, &manifest)?;
     SplitModel::load(out_dir)
 }
 

@@ -187,6 +187,37 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ModelError> {
     std::fs::read(path).map_err(io)
 }
 
+/// Creates `dir`, saves `vars` as its weights file and returns the bytes written (for the
+/// manifest's SHA-256).
+pub fn save_weights(dir: &Path, vars: &candle_nn::VarMap) -> Result<Vec<u8>, ModelError> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let (_, weights_path) = model_files(dir);
+    vars.save(&weights_path).map_err(|e| ModelError::Weights {
+        path: weights_path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::read(&weights_path).map_err(|source| ModelError::Io {
+        path: weights_path,
+        source,
+    })
+}
+
+/// Writes `manifest` as pretty JSON to `path` and returns the text (whose bytes give the model id).
+pub fn write_manifest<T: Serialize>(path: &Path, manifest: &T) -> Result<String, ModelError> {
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| ModelError::Manifest {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(path, &text).map_err(|source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text)
+}
+
 /// Paths of a model directory's two files.
 pub fn model_files(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join(MANIFEST_FILE), dir.join(WEIGHTS_FILE))

@@ -8,7 +8,7 @@ use crate::error::ModelError;
 use crate::eval::{Evaluation, evaluate};
 use crate::manifest::{
     MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, WEIGHTS_FILE, layer_shapes, model_files,
-    sha256_hex, z_priors,
+    save_weights, sha256_hex, write_manifest, z_priors,
 };
 use crate::split::SplitModel;
 use crate::train::{StepLog, TrainConfig, Trained, train};
@@ -28,22 +28,8 @@ pub struct SaveInfo {
 
 /// Saves `trained` into `dir` (created if needed) and returns it loaded as a [`SplitModel`].
 pub fn save_model(dir: &Path, trained: &Trained, info: SaveInfo) -> Result<SplitModel, ModelError> {
-    let (manifest_path, weights_path) = model_files(dir);
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    trained
-        .vars
-        .save(&weights_path)
-        .map_err(|e| ModelError::Weights {
-            path: weights_path.clone(),
-            message: e.to_string(),
-        })?;
-    let weights = std::fs::read(&weights_path).map_err(|source| ModelError::Io {
-        path: weights_path.clone(),
-        source,
-    })?;
+    let (manifest_path, _) = model_files(dir);
+    let weights = save_weights(dir, &trained.vars)?;
     let config = trained.network.config().clone();
     let manifest = Manifest {
         format: MANIFEST_FORMAT.into(),
@@ -59,14 +45,7 @@ pub fn save_model(dir: &Path, trained: &Trained, info: SaveInfo) -> Result<Split
         training_time_s: info.training_time_s,
         fine_tuning: None,
     };
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::Manifest {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(&manifest_path, &text).map_err(|source| ModelError::Io {
-        path: manifest_path.clone(),
-        source,
-    })?;
+    write_manifest(&manifest_path, &manifest)?;
     SplitModel::load(dir)
 }
 

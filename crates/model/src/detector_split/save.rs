@@ -8,7 +8,9 @@ use super::model::DetectorSplit;
 use super::train::{DistillConfig, TrainedCodec};
 use crate::detector::{Detector, WEIGHTS_FILE as DETECTOR_WEIGHTS_FILE};
 use crate::error::ModelError;
-use crate::manifest::{WEIGHTS_FILE, model_files, sha256_hex, z_priors};
+use crate::manifest::{
+    WEIGHTS_FILE, model_files, save_weights, sha256_hex, write_manifest, z_priors,
+};
 
 /// What the manifest records besides the weights.
 #[derive(Debug, Clone)]
@@ -43,22 +45,8 @@ pub fn save_split(
     detector: Arc<Detector>,
     info: SplitSaveInfo,
 ) -> Result<DetectorSplit, ModelError> {
-    let (manifest_path, weights_path) = model_files(dir);
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    trained
-        .vars
-        .save(&weights_path)
-        .map_err(|e| ModelError::Weights {
-            path: weights_path.clone(),
-            message: e.to_string(),
-        })?;
-    let weights = std::fs::read(&weights_path).map_err(|source| ModelError::Io {
-        path: weights_path.clone(),
-        source,
-    })?;
+    let (manifest_path, _) = model_files(dir);
+    let weights = save_weights(dir, &trained.vars)?;
     let config = trained.codec.config().clone();
     let manifest = SplitManifest {
         format: FORMAT.into(),
@@ -77,14 +65,7 @@ pub fn save_split(
         training_time_s: info.training_time_s,
         hardware: info.hardware,
     };
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::Manifest {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(&manifest_path, &text).map_err(|source| ModelError::Io {
-        path: manifest_path.clone(),
-        source,
-    })?;
+    let text = write_manifest(&manifest_path, &manifest)?;
     manifest.validate(&manifest_path)?;
     Ok(DetectorSplit::from_parts(
         detector,
