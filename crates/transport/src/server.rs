@@ -93,7 +93,11 @@ struct Shared<H> {
     token: AuthToken,
     handler: Arc<H>,
     limits: ServerLimits,
+    /// Admission: a frame holds one until its reply is written.
     frames: Arc<Semaphore>,
+    /// Drain: a frame stream holds one until the agent acknowledges its reply, so shutdown can
+    /// wait for replies to be delivered without counting them against admission.
+    unfinished: Arc<Semaphore>,
     handlers: Arc<Semaphore>,
     connections: AtomicUsize,
     stats: Arc<ServerStats>,
@@ -108,8 +112,8 @@ pub struct EdgeServer {
     accept_task: JoinHandle<()>,
     stats_task: JoinHandle<()>,
     stats: Arc<ServerStats>,
-    frames: Arc<Semaphore>,
-    max_frames: usize,
+    unfinished: Arc<Semaphore>,
+    max_unfinished: usize,
 }
 
 impl EdgeServer {
@@ -140,12 +144,18 @@ impl EdgeServer {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let stats = Arc::new(ServerStats::new());
         let frames = Arc::new(Semaphore::new(limits.max_frames_in_flight));
-        let max_frames = limits.max_frames_in_flight;
+        // QUIC stream credit bounds the open frame streams to this many.
+        let max_unfinished = limits
+            .max_connections
+            .saturating_mul(limits.max_frames_per_connection as usize)
+            .clamp(1, u32::MAX as usize);
+        let unfinished = Arc::new(Semaphore::new(max_unfinished));
         let stats_interval = limits.stats_interval;
         let shared = Arc::new(Shared {
             token,
             handler,
-            frames: frames.clone(),
+            frames,
+            unfinished: unfinished.clone(),
             handlers: Arc::new(Semaphore::new(limits.max_concurrent_handlers.max(1))),
             limits,
             connections: AtomicUsize::new(0),
@@ -162,8 +172,8 @@ impl EdgeServer {
             accept_task,
             stats_task,
             stats,
-            frames,
-            max_frames,
+            unfinished,
+            max_unfinished,
         })
     }
 
@@ -182,9 +192,9 @@ impl EdgeServer {
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         self.endpoint.set_server_config(None);
-        let all = u32::try_from(self.max_frames).unwrap_or(u32::MAX);
-        // Holding every frame permit means no frame is in flight any more.
-        let drained = tokio::time::timeout(grace, self.frames.acquire_many(all)).await;
+        let all = u32::try_from(self.max_unfinished).unwrap_or(u32::MAX);
+        // Holding every drain permit means every reply has been acknowledged (or given up on).
+        let drained = tokio::time::timeout(grace, self.unfinished.acquire_many(all)).await;
         if drained.is_err() {
             tracing::warn!(?grace, "frames still in flight at shutdown; closing anyway");
         }
@@ -369,7 +379,9 @@ async fn serve_frame<H: FrameHandler>(
 ) {
     let peer = conn.remote_address();
     let origin = Instant::now();
-    let Ok(_frame_permit) = shared.frames.clone().try_acquire_owned() else {
+    // Never empty while stream credit holds; if it were, the frame is only untracked at shutdown.
+    let _unfinished = shared.unfinished.clone().try_acquire_owned().ok();
+    let Ok(frame_permit) = shared.frames.clone().try_acquire_owned() else {
         let _ = recv.stop(codes::STOP_READING);
         let msg = format!(
             "server busy: {} frames in flight",
@@ -401,6 +413,7 @@ async fn serve_frame<H: FrameHandler>(
                 &shared.limits.wire,
             )
             .await;
+            drop(frame_permit);
             await_reply_ack(&send).await;
             return;
         }
@@ -432,6 +445,9 @@ async fn serve_frame<H: FrameHandler>(
     };
     shared.stats.record_frame(ok, bytes, origin.elapsed());
     write_reply(&mut send, reply, &shared.limits.wire).await;
+    // The agent may have the reply before its acknowledgement reaches us; its next frame must
+    // find room, so admission ends with the write.
+    drop(frame_permit);
     await_reply_ack(&send).await;
 }
 
