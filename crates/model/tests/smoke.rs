@@ -5,6 +5,7 @@ use std::path::Path;
 
 use offload_model::data::DEFAULT_FASHION_MNIST_DIR;
 use offload_model::eval::evaluate;
+use offload_model::finetune::{FineTuneConfig, fine_tune_decoders};
 use offload_model::save::{SaveInfo, save_model};
 use offload_model::train::{TrainConfig, train};
 use offload_model::{Dataset, ModelConfig, ModelError, Split, SplitModel};
@@ -63,6 +64,63 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
         let local = model.local_infer(image).unwrap();
         assert_eq!(local.len(), 10);
     }
+
+    // Decoder fine-tuning leaves every coded symbol alone and records what it started from.
+    let tuned_dir = tempfile::tempdir().unwrap();
+    let tune = FineTuneConfig {
+        seed: 1,
+        validation_images: 256,
+        batch_size: 32,
+        steps: 6,
+        learning_rate: 1e-3,
+        low_max_layers: 2,
+        high_min_layers: 2,
+    };
+    let mut lines = Vec::new();
+    let tuned = fine_tune_decoders(
+        out.path(),
+        tuned_dir.path(),
+        &train_set,
+        &test_set,
+        &tune,
+        |l| lines.push(l.to_owned()),
+    )
+    .unwrap();
+    assert!(lines.iter().any(|l| l.starts_with("step 6/6")), "{lines:?}");
+    assert_ne!(tuned.model_id(), model.model_id());
+    let tuning = tuned.manifest().fine_tuning.clone().unwrap();
+    assert_eq!(tuning.base_weights_sha256, model.manifest().weights_sha256);
+    assert_eq!(tuning.validation_low.len(), config.num_layers());
+    assert!((1..=config.num_layers()).contains(&tuning.low_rate_layers));
+    for i in 0..4 {
+        let image = test_set.image(i);
+        let n = model.num_layers();
+        let before = model
+            .quantise_layers(&model.encode_features(image).unwrap(), n)
+            .unwrap();
+        let after = tuned
+            .quantise_layers(&tuned.encode_features(image).unwrap(), n)
+            .unwrap();
+        assert_eq!(
+            before, after,
+            "frame {i}: fine-tuning changed the coded symbols"
+        );
+    }
+    let bad = FineTuneConfig {
+        validation_images: train_set.len(),
+        ..tune
+    };
+    let err = fine_tune_decoders(
+        out.path(),
+        tuned_dir.path(),
+        &train_set,
+        &test_set,
+        &bad,
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("validation_images"), "{err}");
 
     // A frame from another model is refused; a corrupt weights file is named in the error.
     let reloaded = SplitModel::load(out.path()).unwrap();
