@@ -18,7 +18,7 @@ use offload_model::detector_split::manifest::FORMAT as SPLIT_FORMAT;
 use offload_model::manifest::{model_files, read_bounded};
 use offload_transport::{FrameHandler, HandlerError, ReceivedFrame};
 
-use crate::split_glue::{model_id32, read_codec_frame, wire_messages};
+use crate::split_glue::{handle_codec_frame, model_id32, wire_messages};
 
 /// Whether `dir` holds a split detector's codec (its `model.json` has the format
 /// `offload-detector-split`), rather than a Fashion-MNIST split model. A folder without a
@@ -222,17 +222,11 @@ impl DetectorHandler {
 
 impl FrameHandler for DetectorHandler {
     fn handle(&self, frame: &ReceivedFrame) -> Result<Vec<u8>, HandlerError> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            HandlerError::new(format!("frame {}: {what}: {e}", frame.frame_id))
-        };
-        let (header, records) = read_codec_frame(frame, self.split.spec())?;
-        let detections = self
-            .split
-            .server_decode(&header, &records, 1, 1)
-            .map_err(|e| bad("decoding", &e))?;
-        let objects = to_objects(&detections).map_err(|e| bad("result", &e))?;
-        TaskResult::Detections(objects)
-            .encode()
-            .map_err(|e| bad("result", &e))
+        handle_codec_frame(
+            frame,
+            self.split.spec(),
+            |header, records| self.split.server_decode(header, records, 1, 1),
+            |detections| to_objects(&detections).map(TaskResult::Detections),
+        )
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn wire_messages(encoded: &EncodedFrame) -> Result<(Bytes, Vec<Bytes>
 
 /// Checks that `frame` is for the model of `spec` and parses its codec header and layer
 /// records, refusing trailing bytes in either.
-pub(crate) fn read_codec_frame(
+fn read_codec_frame(
     frame: &ReceivedFrame,
     spec: &ModelSpec,
 ) -> Result<(FrameHeader, Vec<LayerRecord>), HandlerError> {
@@ -145,17 +145,34 @@ impl SplitHandler {
 
 impl FrameHandler for SplitHandler {
     fn handle(&self, frame: &ReceivedFrame) -> Result<Vec<u8>, HandlerError> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            HandlerError::new(format!("frame {}: {what}: {e}", frame.frame_id))
-        };
-        let (header, records) = read_codec_frame(frame, self.model.spec())?;
-        let p = self
-            .model
-            .server_decode(&header, &records)
-            .map_err(|e| bad("decoding", &e))?;
-        let prediction = best(&p).map_err(|e| bad("result", &e))?;
-        TaskResult::Class(prediction)
-            .encode()
-            .map_err(|e| bad("result", &e))
+        handle_codec_frame(
+            frame,
+            self.model.spec(),
+            |header, records| self.model.server_decode(header, records),
+            |p| best(&p).map(TaskResult::Class),
+        )
     }
+}
+
+/// A handler's whole job on one frame: parse it against `spec`, `decode` the prefix of layers
+/// that arrived, turn that into a [`TaskResult`] and encode the reply. Errors name the frame.
+pub(crate) fn handle_codec_frame<T, D, R>(
+    frame: &ReceivedFrame,
+    spec: &ModelSpec,
+    decode: impl FnOnce(&FrameHeader, &[LayerRecord]) -> Result<T, D>,
+    result: impl FnOnce(T) -> Result<TaskResult, R>,
+) -> Result<Vec<u8>, HandlerError>
+where
+    D: std::fmt::Display,
+    R: std::fmt::Display,
+{
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        HandlerError::new(format!("frame {}: {what}: {e}", frame.frame_id))
+    };
+    let (header, records) = read_codec_frame(frame, spec)?;
+    let decoded = decode(&header, &records).map_err(|e| bad("decoding", &e))?;
+    result(decoded)
+        .map_err(|e| bad("result", &e))?
+        .encode()
+        .map_err(|e| bad("result", &e))
 }
