@@ -75,6 +75,7 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
         learning_rate: 1e-3,
         low_max_layers: 2,
         high_min_layers: 2,
+        train_expansions: true,
     };
     let mut lines = Vec::new();
     let tuned = fine_tune_decoders(
