@@ -5,16 +5,20 @@ use offload_controller::{Context, Decision, FrameOptions, Observation, Policy};
 use crate::ForecastError;
 use crate::backlog::BacklogModel;
 use crate::probe::Prober;
-use crate::timing::offload_result_at;
+use crate::timing::{local_value_per_frame, offload_result_at};
 
 /// Sends the largest `k` whose predicted result time — device time, the uplink backlog plus this
 /// frame at the conservative rate `Estimate::lower(z)`, the round trip and the server time — is
 /// at least `margin_s` before the deadline, and whose sustained bit rate at the camera's frame
 /// rate stays within `sustain` of that rate (a `k` that fits once but not every frame would
 /// only build a queue). When no `k` qualifies it still sends the base layer if that arrives in
-/// time at the mean rate, and runs locally only when even that fails: the local path occupies
-/// the CPU for several frame intervals, and the device drops the frames captured meanwhile. Probes with the base layer when the
-/// estimate is stale (see [`Prober`]).
+/// time at the mean rate. The local path is taken instead when its accuracy per frame of CPU
+/// time beats the chosen option's: the frames captured while the CPU is busy are dropped, so a
+/// local path longer than the frame interval is valued over itself and those frames (see
+/// [`crate::timing::local_value_per_frame`]); with a local path of several frame intervals
+/// (the illustrative profile) that is almost never, with one that ends before the next capture
+/// but one, whenever it is more accurate. Probes with the base layer when the estimate is stale
+/// (see [`Prober`]).
 ///
 /// This is the rule of deadline-driven offloading schedulers (e.g. the "largest configuration
 /// meeting the latency SLO" of Chameleon / AWStream-style video analytics, and the
@@ -85,19 +89,28 @@ impl Policy for DeadlineAware {
         if let Some(m) = &mut self.margin {
             m.planned(frame.frame, est.bps);
         }
+        // The local path is valued per frame of the CPU time it takes (the frames it makes the
+        // device drop count as misses): worth it only when that beats the offload's accuracy,
+        // e.g. when local is much more accurate and the CPU catches up before the next capture.
+        let local = local_value_per_frame(ctx, frame);
         if let Some(o) = fits {
-            return Decision::Offload { layers: o.layers };
+            return if local > o.accuracy {
+                Decision::Local
+            } else {
+                Decision::Offload { layers: o.layers }
+            };
         }
-        // The local path costs the frames its CPU time makes the device drop, so it is the last
-        // resort: the base layer still goes if it arrives in time at the mean rate.
+        // Nothing fits at the conservative rate: the base layer still goes if it arrives in time
+        // at the mean rate and is worth more than the local path.
         match frame.offload.first() {
             Some(base)
-                if offload_result_at(
-                    ctx,
-                    base,
-                    self.backlog.bits(ctx, est.bps),
-                    est.bps.max(1.0),
-                ) <= frame.deadline =>
+                if base.accuracy >= local
+                    && offload_result_at(
+                        ctx,
+                        base,
+                        self.backlog.bits(ctx, est.bps),
+                        est.bps.max(1.0),
+                    ) <= frame.deadline =>
             {
                 Decision::Offload { layers: 1 }
             }

@@ -14,7 +14,10 @@ use crate::probe::Prober;
 /// through a model of the device: the uplink as a FIFO drained at the forecast rate (starting
 /// from the current backlog, cancelling at each deadline as the sender does), the CPU (the local
 /// path makes later frames be dropped), and the energy (compute, radio active power and the
-/// tail between transfers). The plan maximising the sum of `Utility::frame` wins.
+/// tail between transfers). The plan maximising the sum of `Utility::frame` wins. A later frame
+/// of the plan is picked up when the CPU is free and then pays the encoder, taken as the shortest
+/// capture-to-decision delay seen (the current frame's own delay also holds its wait for the
+/// CPU); the CPU backlog a plan leaves past the horizon is priced (see `Planner::new`).
 ///
 /// Plans are "first decision, then one decision, at least as large, held for the rest of the
 /// horizon": about `(K+1)²/2` plans instead of RobustMPC's full enumeration `(K+1)^N`, which
@@ -46,6 +49,9 @@ pub struct Mpc {
     actions: Vec<Action>,
     /// The measured-error margin, when it replaces `z`.
     margin: Option<ForecastError>,
+    /// The shortest delay from capture to decision seen so far: the encoder's time on an idle
+    /// CPU, which later frames of a plan pay after their pick-up.
+    encoder_s: f64,
 }
 
 /// The state of the device model while a plan is simulated.
@@ -95,22 +101,49 @@ struct Planner<'a> {
     switch_j: f64,
     times: &'a [FrameTimes],
     actions: &'a [Action],
+    /// Utility per second of CPU backlog left at the end of the horizon (see [`Self::new`]).
+    backlog_price: f64,
 }
 
 impl<'a> Planner<'a> {
     /// The device model of one decision over the tables `times` and `actions`.
+    ///
+    /// A plan that ends with the CPU still busy past the next capture hands that backlog to the
+    /// frames after the horizon, which a horizon of a few frames would count as free: holding a
+    /// local path longer than the frame interval would look better than it is, since the frames
+    /// it makes the device drop fall mostly beyond the horizon. The backlog is priced at the
+    /// rate the local path buys accuracy with CPU time over the largest sustainable offload,
+    /// `(local accuracy − its accuracy) / (local device time − its device time)`: the
+    /// accuracy a later frame could have gained by running locally in that time. Zero when
+    /// local is not more accurate, or when the encoder and the local path fit in one frame
+    /// interval (no backlog can build).
     fn new(
         times: &'a [FrameTimes],
         actions: &'a [Action],
-        frame: &FrameOptions,
         ctx: &Context<'a>,
+        encoder: f64,
         rtt: f64,
         w: f64,
     ) -> Self {
         let r = ctx.radio;
+        let local = &actions[0];
+        let backlog_price = match actions.iter().rposition(|a| a.holdable) {
+            Some(last) if last > 0 && encoder + local.device_time > ctx.frame_interval => {
+                let o = &actions[last];
+                let gain = local.accuracy - o.accuracy;
+                let time = local.device_time - o.device_time;
+                if gain > 0.0 && time > 0.0 {
+                    gain / time
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
         Planner {
+            backlog_price,
             now: ctx.now,
-            encoder: (ctx.now - frame.captured_at).max(0.0),
+            encoder,
             miss: -ctx.utility.miss_penalty,
             rtt,
             w,
@@ -185,7 +218,16 @@ impl<'a> Planner<'a> {
             }
             u += self.step(&mut m, j, a);
         }
-        Some(u)
+        Some(u - self.terminal(&m))
+    }
+
+    /// The price of the CPU backlog a plan leaves at its end: how long after the first capture
+    /// past the horizon the CPU is still busy, times `backlog_price` (never negative, so the
+    /// ceiling of the plan's frames still bounds its score).
+    #[inline]
+    fn terminal(&self, m: &Model) -> f64 {
+        let end = self.times.last().map_or(f64::INFINITY, |t| t.next_capture);
+        self.backlog_price * (m.cpu_free - end).max(0.0)
     }
 }
 
@@ -227,6 +269,7 @@ impl Mpc {
             times: Vec::new(),
             actions: Vec::new(),
             margin: None,
+            encoder_s: f64::INFINITY,
         }
     }
 
@@ -321,17 +364,19 @@ impl Mpc {
 
     /// The first action of the best plan at `rate` from the model state `start` (`0` = local),
     /// leaving the tables filled for `rate`.
+    #[allow(clippy::too_many_arguments)]
     fn best_first(
         &mut self,
         frame: &FrameOptions,
         ctx: &Context<'_>,
+        encoder: f64,
         rate: f64,
         rtt: f64,
         w: f64,
         start: Model,
     ) -> usize {
         self.prepare(frame, ctx, rate, w);
-        let planner = Planner::new(&self.times, &self.actions, frame, ctx, rtt, w);
+        let planner = Planner::new(&self.times, &self.actions, ctx, encoder, rtt, w);
         let horizon = self.times.len();
         let mut best = Best {
             score: f64::NEG_INFINITY,
@@ -380,6 +425,9 @@ impl Policy for Mpc {
     }
 
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
+        // This frame's delay since capture includes the time it waited for a busy CPU; the
+        // shortest delay seen is the encoder alone, what a later frame pays once picked up.
+        self.encoder_s = self.encoder_s.min((ctx.now - frame.captured_at).max(0.0));
         let est = match self.prober.fresh_estimate(frame, ctx) {
             Ok(est) => est,
             Err(decision) => return decision,
@@ -395,12 +443,13 @@ impl Policy for Mpc {
         let backlog = self.backlog.bits(ctx, est.bps.max(1.0));
         let rtt = ctx.estimates.rtt_or(ctx.default_rtt);
         let w = ctx.utility.energy_weight(ctx.device.effective_battery());
+        let encoder = self.encoder_s;
         let start = Model {
             link_free: ctx.now + backlog / rate,
             cpu_free: ctx.now,
             radio_last: ctx.radio_state.last_active_end.unwrap_or(f64::NEG_INFINITY),
         };
-        let first = self.best_first(frame, ctx, rate, rtt, w, start);
+        let first = self.best_first(frame, ctx, encoder, rate, rtt, w, start);
         if first == 0 && self.actions.len() > 1 {
             // Local makes the device drop the frames captured while it runs: a certain loss,
             // weighed above against offload misses predicted at the conservative rate. As in
@@ -414,12 +463,13 @@ impl Policy for Mpc {
             for a in &mut self.actions[1..] {
                 a.transfer = a.bits / mean;
             }
-            let planner = Planner::new(&self.times, &self.actions, frame, ctx, rtt, w);
+            let planner = Planner::new(&self.times, &self.actions, ctx, encoder, rtt, w);
             let plan = |action: usize| {
                 let mut m = start;
-                (0..self.times.len())
+                let u = (0..self.times.len())
                     .map(|j| planner.step(&mut m, j, action))
-                    .sum::<f64>()
+                    .sum::<f64>();
+                u - planner.terminal(&m)
             };
             if plan(1) > plan(0) {
                 return Decision::Offload { layers: 1 };
@@ -519,12 +569,34 @@ mod tests {
     ) -> usize {
         let actions = frame.offload.len() + 1;
         let fps = 1.0 / ctx.frame_interval.max(1e-6);
+        let overloads = |a: usize| a > 1 && frame.offload[a - 1].bytes as f64 * 8.0 * fps > rate;
+        // The price of the CPU backlog left at the end (see `Planner::new`).
+        let slowdown = ctx.device.compute_slowdown();
+        let encoder = (ctx.now - frame.captured_at).max(0.0);
+        let local_time = frame.local.device_time * slowdown;
+        let last = (1..actions).rev().find(|&a| !overloads(a));
+        let price = match last {
+            Some(a) if encoder + local_time > ctx.frame_interval => {
+                let o = &frame.offload[a - 1];
+                let gain = frame.local.accuracy - o.accuracy;
+                let time = local_time - o.device_time * slowdown;
+                if gain > 0.0 && time > 0.0 {
+                    gain / time
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
+        let end =
+            frame.captured_at + f64::from(horizon - 1) * ctx.frame_interval + ctx.frame_interval;
+        let terminal = |cpu_free: f64| price * (cpu_free - end).max(0.0);
         let mut best = (f64::NEG_INFINITY, 0usize);
         for first in 0..actions {
             let mut m0 = start;
             let u0 = reference_step(&mut m0, frame, ctx, 0, first, rate, rtt, w);
             for rest in first..actions {
-                if rest > 1 && frame.offload[rest - 1].bytes as f64 * 8.0 * fps > rate {
+                if overloads(rest) {
                     continue;
                 }
                 let mut m = m0;
@@ -532,6 +604,7 @@ mod tests {
                 for j in 1..horizon {
                     u += reference_step(&mut m, frame, ctx, j, rest, rate, rtt, w);
                 }
+                u -= terminal(m.cpu_free);
                 if u > best.0 {
                     best = (u, first);
                 }
@@ -635,7 +708,8 @@ mod tests {
             let mut mpc = Mpc::new(horizon, 1.0, 0.2);
             // Any previous first action: it only changes the search order.
             mpc.last_first = (rng.unit() * 10.0) as usize;
-            let got = mpc.best_first(&frame, &ctx, rate, rtt, w, start);
+            let encoder = (ctx.now - frame.captured_at).max(0.0);
+            let got = mpc.best_first(&frame, &ctx, encoder, rate, rtt, w, start);
             let want = reference_first(horizon, &frame, &ctx, rate, rtt, w, start);
             chosen[want] += 1;
             if got != want {

@@ -31,3 +31,18 @@ pub fn frames_dropped_by_local(ctx: &Context<'_>, frame: &FrameOptions) -> u32 {
     let n = ((busy_until - frame.captured_at) / interval).floor() - 1.0;
     n.clamp(0.0, 1e6) as u32
 }
+
+/// The local path's accuracy per frame of the CPU time it takes: its accuracy if in time (else
+/// minus the miss penalty), less the miss penalty of each frame it makes the device drop, spread
+/// over itself and those frames. Comparable with an offload option's accuracy, which costs no
+/// later frame.
+pub fn local_value_per_frame(ctx: &Context<'_>, frame: &FrameOptions) -> f64 {
+    let dropped = f64::from(frames_dropped_by_local(ctx, frame));
+    let penalty = ctx.utility.miss_penalty;
+    let value = if local_result_at(ctx, frame) <= frame.deadline {
+        frame.local.accuracy
+    } else {
+        -penalty
+    };
+    (value - dropped * penalty) / (1.0 + dropped)
+}
