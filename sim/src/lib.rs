@@ -13,4 +13,4 @@ pub mod simulator;
 pub mod trace;
 
 pub use record::{FrameRecord, Summary};
-pub use simulator::{SimConfig, simulate, simulate_with};
+pub use simulator::{SimConfig, simulate, simulate_records, simulate_with};

@@ -533,9 +533,24 @@ pub fn simulate(
 pub fn simulate_with(
     trace: &Trace,
     profile: &Profile,
+    sizes: impl FrameSource,
+    policy: Box<dyn Policy>,
+    config: &SimConfig,
+    on_frame: impl FnMut(&FrameRecord),
+) -> Summary {
+    simulate_records(trace, profile, sizes, policy, config, true, on_frame)
+}
+
+/// [`simulate_with`], filling each record's `capacity_bps` only when `with_capacity` (else it
+/// stays 0): the trace lookup is a few percent of a frame's cost, and a sweep that keeps only
+/// the summaries does not need it. Everything else is the same, bit for bit.
+pub fn simulate_records(
+    trace: &Trace,
+    profile: &Profile,
     mut sizes: impl FrameSource,
     policy: Box<dyn Policy>,
     config: &SimConfig,
+    with_capacity: bool,
     mut on_frame: impl FnMut(&FrameRecord),
 ) -> Summary {
     let mut controller = Controller::new(config.controller.clone(), policy);
@@ -605,7 +620,9 @@ pub fn simulate_with(
             record.energy_j = 0.0;
             record.battery = battery;
             record.estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
-            record.capacity_bps = trace.capacity_near(start, &mut capacity_segment);
+            if with_capacity {
+                record.capacity_bps = trace.capacity_near(start, &mut capacity_segment);
+            }
             record.utility = state.skipped_utility(&setup);
             pending.push(
                 start,
@@ -644,7 +661,9 @@ pub fn simulate_with(
         record.energy_j = out.energy_j;
         record.battery = state.battery_level();
         record.estimate_bps = estimate_bps;
-        record.capacity_bps = trace.capacity_near(decided_at, &mut capacity_segment);
+        if with_capacity {
+            record.capacity_bps = trace.capacity_near(decided_at, &mut capacity_segment);
+        }
         record.utility = out.utility;
         summary.add(&record);
         on_frame(&record);

@@ -13,7 +13,7 @@ use crate::bound::upper_bound;
 use crate::frames::FrameTable;
 use crate::oracle::{OracleConfig, Replay, plan_with};
 use crate::record::Summary;
-use crate::simulator::{RunSetup, SimConfig, simulate_with};
+use crate::simulator::{RunSetup, SimConfig, simulate_records};
 use crate::trace::{LoadOptions, Trace, TraceError};
 
 /// A policy to evaluate: its report name and how to build a fresh instance for each run.
@@ -324,12 +324,13 @@ fn job(
             if keep {
                 schedule.reserve_exact(table.len());
             }
-            let summary = simulate_with(
+            let summary = simulate_records(
                 &trace,
                 inputs.profile,
                 table.cursor(),
                 (p.build)(),
                 config,
+                record_series,
                 |r| {
                     if let Some(l) = r.latency {
                         hist.add(l);
@@ -391,12 +392,13 @@ fn job(
         let mut hist = LatencyHistogram::default();
         let mut points = Vec::new();
         let mut replayed = 0.0;
-        let summary = simulate_with(
+        let summary = simulate_records(
             &trace,
             inputs.profile,
             table.cursor(),
             Box::new(Replay::new(plan.schedule)),
             config,
+            record_series,
             |r| {
                 replayed += r.utility;
                 if let Some(l) = r.latency {
