@@ -29,6 +29,8 @@ const FPS: f64 = 2.0;
 const FRAMES: usize = 6;
 /// COCO's "person".
 const PERSON: u16 = 1;
+/// mAP@0.5 of the offloaded detections against the full detector's (score ≥ 0.5).
+const TOP_FIDELITY_FLOOR: f64 = 0.95;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -207,5 +209,10 @@ async fn video_frames_get_detections_offloaded_and_locally() {
         "offloaded ({layers} layers) vs the full detector on {} frames: mAP@0.5 {map:.3}",
         pairs.len()
     );
-    assert!(map >= 0.5, "offloaded mAP@0.5 {map:.3}");
+    // The goal at the top layer count (fixed-k8 sends all of the committed codec's 8
+    // layers): measured 1.000 on these 6 frames, 0.985 on the report's 40 held-out images.
+    assert!(
+        map >= TOP_FIDELITY_FLOOR,
+        "offloaded mAP@0.5 {map:.3} < {TOP_FIDELITY_FLOOR}"
+    );
 }

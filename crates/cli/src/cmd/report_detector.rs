@@ -150,16 +150,16 @@ fn timing(model: &DetectorSplit, frames: &[Frame], count: usize) -> anyhow::Resu
         let t = Instant::now();
         let features = model.encode_features(&f.rgb, f.width, f.height)?;
         enc.push(t.elapsed().as_secs_f64());
-        // Device time of k layers: quantise and code layers 0..k, one after the other.
-        let mut symbols = Vec::with_capacity(n);
-        let mut cumulative = 0.0;
+        // Device time of k layers: quantise layers 0..k (a residual layer needs the expansions
+        // of the layers below, so the device runs those too) and code them.
+        let mut symbols = Vec::new();
         for (k, times) in layers.iter_mut().enumerate() {
             let t = Instant::now();
-            let s = model.quantise_layer(&features, k)?;
-            model.code_layer(&s, k)?;
-            cumulative += t.elapsed().as_secs_f64();
-            times.push(cumulative);
-            symbols.push(s);
+            symbols = model.quantise_layers(&features, k + 1)?;
+            for (index, s) in symbols.iter().enumerate() {
+                model.code_layer(s, index)?;
+            }
+            times.push(t.elapsed().as_secs_f64());
         }
         let frame = model.code_layers(&symbols, i as u64)?;
         for (k, times) in server.iter_mut().enumerate() {
@@ -450,11 +450,16 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "Regenerate: `offload report detector` (model `{}`, id `{}`; {} layers, channels {:?}).\n",
+        "Regenerate: `offload report detector` (model `{}`, id `{}`; {} layers, channels {:?}{}).\n",
         args.model.display(),
         model.model_id(),
         model.num_layers(),
-        m.architecture.layer_channels
+        m.architecture.layer_channels,
+        match m.architecture.residual_layers {
+            0 => String::new(),
+            1 => "; the top layer codes the residual of the layers below".into(),
+            r => format!("; the top {r} layers code the residual of the layers below"),
+        }
     );
     let _ = writeln!(
         s,

@@ -16,6 +16,10 @@ use offload_model::detector_split::{DistillConfig, SplitCodecConfig};
 use offload_model::tf_import::detector_cache_dir;
 use offload_model::train::geometric_lambdas;
 
+/// Ratio between successive λ_k when `--lambda-first`/`--lambda-ratio` or a different layer
+/// count ask for a geometric series (the recipe's lower layers use it).
+const DEFAULT_LAMBDA_RATIO: f64 = 0.45;
+
 /// Arguments of `offload train-detector`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,12 +35,18 @@ pub struct Args {
     /// Seed of initialisation, batches and noise.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// λ of the base layer (per bit per frame); λ_k = first · ratio^(k−1).
+    /// λ of the base layer (per bit per frame); λ_k = first · ratio^(k−1) for every layer.
     #[arg(long)]
     pub lambda_first: Option<f64>,
-    /// Ratio between successive λ_k (default: the recipe's).
+    /// Ratio between successive λ_k (default 0.45).
     #[arg(long)]
     pub lambda_ratio: Option<f64>,
+    /// λ_k of every layer, base first (overrides `--lambda-first`/`--lambda-ratio`).
+    #[arg(long, value_delimiter = ',')]
+    pub lambdas: Option<Vec<f64>>,
+    /// How many top layers code the residual of the layers below (default: the architecture's).
+    #[arg(long)]
+    pub residual_layers: Option<usize>,
     /// Channels of each codec layer, base first (e.g. `8,4,4,8,8,16,32`).
     #[arg(long, value_delimiter = ',')]
     pub layer_channels: Option<Vec<usize>>,
@@ -59,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(c) = args.layer_channels {
         config.layer_channels = c;
     }
+    if let Some(r) = args.residual_layers {
+        config.residual_layers = r;
+    }
     config.validate().map_err(anyhow::Error::msg)?;
     let mut recipe = DistillConfig::ssd_split();
     if let Some(s) = args.steps {
@@ -76,15 +89,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(m) = args.output_frames_per_k {
         recipe.output_frames_per_k = m;
     }
-    let first = args.lambda_first.unwrap_or(recipe.lambdas[0]);
-    let ratio = args.lambda_ratio.unwrap_or_else(|| {
-        if recipe.lambdas.len() > 1 {
-            recipe.lambdas[1] / recipe.lambdas[0]
-        } else {
-            1.0
-        }
-    });
-    recipe.lambdas = geometric_lambdas(first, ratio, config.num_layers());
+    recipe.lambdas = match (args.lambdas, args.lambda_first, args.lambda_ratio) {
+        (Some(l), _, _) if l.len() == config.num_layers() => l,
+        (Some(l), _, _) => anyhow::bail!("{} lambdas for {} layers", l.len(), config.num_layers()),
+        (None, None, None) if recipe.lambdas.len() == config.num_layers() => recipe.lambdas,
+        (None, first, ratio) => geometric_lambdas(
+            first.unwrap_or(recipe.lambdas[0]),
+            ratio.unwrap_or(DEFAULT_LAMBDA_RATIO),
+            config.num_layers(),
+        ),
+    };
 
     let detector = Arc::new(
         Detector::load(&detector_dir)

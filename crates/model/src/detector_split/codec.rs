@@ -39,6 +39,21 @@ impl SplitCodec {
         &self.layers
     }
 
+    /// What layer `index` reduces: F itself, or for a residual layer F − `below` (the sum of
+    /// the expansions of layers 0..index, `None` only for the base layer). Both in the codec's
+    /// channel-first layout (96, B, 19, 19).
+    pub fn layer_input(
+        &self,
+        index: usize,
+        features: &Tensor,
+        below: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        match below {
+            Some(sum) if self.config.is_residual(index) => features - sum,
+            _ => Ok(features.clone()),
+        }
+    }
+
     /// Server side: Σ of the received layers' expansions, (96, B, 19, 19) in the codec's
     /// channel-first layout. No activation follows: the split tensor is the linear bottleneck
     /// of MobileNetV2's block 12 (a projection plus a skip connection), signed.

@@ -12,6 +12,10 @@ use crate::layer::LayerGeometry;
 /// Layer 0: 5×5 stride-2 conv → `layer_channels[0]`×10×10; layers 1.. : 1×1 convs →
 /// `layer_channels[i]`×19×19. Each z has `z_channels` channels two stride-2 steps below its y
 /// (3×3 for layer 0, 5×5 for the others).
+///
+/// The top `residual_layers` layers code the residual F − Σ (expansions of the layers below,
+/// from their quantised latents) instead of F: the device runs those expansions too, and such a
+/// layer can refine the reconstruction towards lossless instead of coding F anew.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitCodecConfig {
@@ -21,16 +25,29 @@ pub struct SplitCodecConfig {
     pub hyper_channels: usize,
     /// Channels of each hyper-latent z.
     pub z_channels: usize,
+    /// How many of the top layers code the residual of the layers below (0: every layer codes
+    /// F; absent in manifests written before residual layers existed).
+    #[serde(default)]
+    pub residual_layers: usize,
 }
 
 impl SplitCodecConfig {
-    /// The model `offload train-detector` builds: 7 layers from ~100 B to a few KB per frame.
+    /// The model `offload train-detector` builds: 8 layers from ~100 B to ~15 KB per frame.
+    /// Layers 0–5 each code F (the low rates); layer 6 (32 channels) and layer 7 (96 channels,
+    /// as many as F has) code the residual of the layers below, so the top layer count can come
+    /// close to the uncompressed tensor.
     pub fn ssd_split() -> Self {
         Self {
-            layer_channels: vec![8, 4, 4, 8, 8, 16, 32],
+            layer_channels: vec![8, 4, 4, 8, 8, 16, 32, 96],
             hyper_channels: 32,
             z_channels: 4,
+            residual_layers: 2,
         }
+    }
+
+    /// Whether layer `index` codes the residual of the layers below it.
+    pub fn is_residual(&self, index: usize) -> bool {
+        index > 0 && index + self.residual_layers >= self.num_layers()
     }
 
     /// Number of layers N.
@@ -79,6 +96,13 @@ impl SplitCodecConfig {
                 self.layer_channels.len()
             ));
         }
+        if self.residual_layers >= self.layer_channels.len() {
+            return Err(format!(
+                "{} residual layers of {}: the base layer codes F itself",
+                self.residual_layers,
+                self.layer_channels.len()
+            ));
+        }
         for &c in self
             .layer_channels
             .iter()
@@ -107,5 +131,12 @@ mod tests {
         let mut bad = c.clone();
         bad.layer_channels.clear();
         assert!(bad.validate().is_err());
+        assert!(!c.is_residual(5) && c.is_residual(6) && c.is_residual(7));
+        let mut residual = c.clone();
+        residual.residual_layers = 0;
+        assert!(residual.validate().is_ok());
+        assert!((0..8).all(|i| !residual.is_residual(i)));
+        residual.residual_layers = 8;
+        assert!(residual.validate().is_err());
     }
 }

@@ -159,15 +159,86 @@ impl DetectorSplit {
         Ok(())
     }
 
-    /// Device stage 2: quantises layer `index` of a split tensor into symbols.
+    /// Device stage 2: quantises layer `index` of a split tensor into symbols. A residual layer
+    /// needs the layers below it quantised first, so this quantises 0..=index; quantise a
+    /// prefix with [`Self::quantise_layers`] to do that once.
     pub fn quantise_layer(
         &self,
         features: &Tensor,
         index: usize,
     ) -> Result<LayerSymbols, ModelError> {
+        if index >= self.num_layers() {
+            return Err(ModelError::Frame(format!(
+                "layer {index} of a {}-layer model",
+                self.num_layers()
+            )));
+        }
+        if !self.codec.config().is_residual(index) {
+            Self::check_features(features)?;
+            return self
+                .coder()
+                .quantise_layer(&features.transpose(0, 1)?.contiguous()?, index);
+        }
+        let mut symbols = self.quantise_layers(features, index + 1)?;
+        symbols
+            .pop()
+            .ok_or_else(|| ModelError::Frame("no layer quantised".into()))
+    }
+
+    /// Device stage 2: quantises layers 0..`count` of a split tensor (1, 96, 19, 19), base
+    /// first. A residual layer reduces F minus the expansions of the layers below, computed
+    /// from their symbols exactly as the server will ([`Self::server_features`]).
+    pub fn quantise_layers(
+        &self,
+        features: &Tensor,
+        count: usize,
+    ) -> Result<Vec<LayerSymbols>, ModelError> {
         Self::check_features(features)?;
-        self.coder()
-            .quantise_layer(&features.transpose(0, 1)?.contiguous()?, index)
+        if count > self.num_layers() {
+            return Err(ModelError::Frame(format!(
+                "{count} layers of a {}-layer model",
+                self.num_layers()
+            )));
+        }
+        let config = self.codec.config();
+        let last_needed = (0..count).rev().find(|&i| config.is_residual(i));
+        // The codec's layers work channel-first, (C, B, H, W).
+        let f = features.transpose(0, 1)?.contiguous()?;
+        let coder = self.coder();
+        let mut below: Option<Tensor> = None;
+        let mut out = Vec::with_capacity(count);
+        for index in 0..count {
+            let input = self.codec.layer_input(index, &f, below.as_ref())?;
+            let symbols = coder.quantise_layer(&input, index)?;
+            if last_needed.is_some_and(|last| index < last) {
+                let e = self.codec.layers()[index].expand(&self.y_hat(&symbols, index)?, false)?;
+                below = Some(match below {
+                    Some(b) => (b + e)?,
+                    None => e,
+                });
+            }
+            out.push(symbols);
+        }
+        Ok(out)
+    }
+
+    /// ŷ = q + μ(ẑ) of layer `index` from its symbols: the server's arithmetic
+    /// ([`LayeredCoder::decode`]), so the device's residual is taken against exactly the
+    /// reconstruction the server will have.
+    fn y_hat(&self, symbols: &LayerSymbols, index: usize) -> Result<Tensor, ModelError> {
+        let [zc, zh, zw] = self.codec.config().z_shape(index);
+        let z_hat = Tensor::from_vec(
+            symbols.z.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            (zc, 1, zh, zw),
+            &self.device,
+        )?;
+        let (mean, _) = self.codec.layers()[index].synthesise(&z_hat)?;
+        let q = Tensor::from_vec(
+            symbols.y.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            mean.dims(),
+            &self.device,
+        )?;
+        Ok((q + mean)?)
     }
 
     /// Device stage 3, one layer: entropy-codes layer `index`'s symbols into its record.
@@ -195,10 +266,8 @@ impl DetectorSplit {
         features: &Tensor,
         frame_id: u64,
     ) -> Result<EncodedFrame, ModelError> {
-        Self::check_features(features)?;
-        // The codec's layers work channel-first, (C, B, H, W).
-        self.coder()
-            .encode(&features.transpose(0, 1)?.contiguous()?, frame_id)
+        let symbols = self.quantise_layers(features, self.num_layers())?;
+        self.code_layers(&symbols, frame_id)
     }
 
     /// The whole device side: frame → layered records.
