@@ -49,6 +49,21 @@ pub enum Verdict {
     NoCapacity,
 }
 
+/// One offered packet's fate, in seconds since the link's start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacketRecord {
+    /// When it was offered (read by the relay).
+    pub offered: f64,
+    /// When the bottleneck started serialising it (`offered` if the link was idle).
+    pub start: f64,
+    /// When the bottleneck finished it; `start` for a packet that never entered.
+    pub end: f64,
+    /// UDP payload bytes.
+    pub bytes: u64,
+    /// What happened to it.
+    pub verdict: Verdict,
+}
+
 /// Packet and byte counts of one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkStats {
@@ -78,6 +93,8 @@ pub struct LinkModel {
     backlog: VecDeque<(f64, u64)>,
     backlog_bytes: u64,
     stats: LinkStats,
+    log: Vec<PacketRecord>,
+    log_capacity: usize,
 }
 
 impl LinkModel {
@@ -91,6 +108,36 @@ impl LinkModel {
             backlog: VecDeque::new(),
             backlog_bytes: 0,
             stats: LinkStats::default(),
+            log: Vec::new(),
+            log_capacity: 0,
+        }
+    }
+
+    /// Keeps the first `packets` offered packets in a log ([`LinkModel::packet_log`]), for
+    /// analysis: where each packet waited and was served, against what the endpoints measured.
+    pub fn with_packet_log(mut self, packets: usize) -> Self {
+        self.log_capacity = packets;
+        self
+    }
+
+    /// The first offered packets, as many as [`LinkModel::with_packet_log`] asked for.
+    pub fn packet_log(&self) -> &[PacketRecord] {
+        &self.log
+    }
+
+    fn record(&mut self, offered: f64, start: f64, end: f64, bytes: u64, verdict: Verdict) {
+        if self.log.len() < self.log_capacity {
+            self.log.push(PacketRecord {
+                offered,
+                start,
+                end,
+                bytes,
+                verdict,
+            });
+        }
+        if let Verdict::Deliver { .. } = verdict {
+            self.stats.delivered_packets += 1;
+            self.stats.delivered_bytes += bytes;
         }
     }
 
@@ -108,25 +155,28 @@ impl LinkModel {
         }
         if self.backlog_bytes + bytes > self.config.queue_bytes {
             self.stats.queue_drops += 1;
+            self.record(now, now, now, bytes, Verdict::QueueFull);
             return Verdict::QueueFull;
         }
         let start = self.busy_until.max(now);
         let Some(end) = self.schedule.transfer_end(start, bytes as f64 * 8.0) else {
             self.stats.queue_drops += 1;
+            self.record(now, start, start, bytes, Verdict::NoCapacity);
             return Verdict::NoCapacity;
         };
         self.busy_until = end;
         self.backlog.push_back((end, bytes));
         self.backlog_bytes += bytes;
-        if self.config.loss > 0.0 && self.rng.random::<f64>() < self.config.loss {
+        let verdict = if self.config.loss > 0.0 && self.rng.random::<f64>() < self.config.loss {
             self.stats.random_losses += 1;
-            return Verdict::Lost;
-        }
-        self.stats.delivered_packets += 1;
-        self.stats.delivered_bytes += bytes;
-        Verdict::Deliver {
-            at: end + self.config.delay,
-        }
+            Verdict::Lost
+        } else {
+            Verdict::Deliver {
+                at: end + self.config.delay,
+            }
+        };
+        self.record(now, start, end, bytes, verdict);
+        verdict
     }
 
     /// Bytes waiting for or in serialisation at the last offer.
@@ -159,6 +209,27 @@ mod tests {
         assert_eq!(link.backlog_bytes(), 2500);
         // After an idle gap the link starts fresh.
         assert_eq!(link.offer(1.0, 1250), Verdict::Deliver { at: 1.020 });
+        assert!(link.packet_log().is_empty(), "the log is off by default");
+    }
+
+    #[test]
+    fn the_packet_log_keeps_each_packets_wait_and_service() {
+        let cfg = LinkConfig {
+            queue_bytes: 2000,
+            ..LinkConfig::default()
+        };
+        let mut link = LinkModel::new(Arc::new(ConstantRate { bps: 1e6 }), cfg).with_packet_log(3);
+        link.offer(0.0, 1250);
+        link.offer(0.005, 500);
+        link.offer(0.006, 1000);
+        link.offer(0.5, 100);
+        let log = link.packet_log();
+        assert_eq!(log.len(), 3);
+        assert_eq!((log[0].start, log[0].end, log[0].bytes), (0.0, 0.010, 1250));
+        // Queued behind the first: served from its end.
+        assert_eq!((log[1].offered, log[1].start), (0.005, 0.010));
+        assert!((log[1].end - 0.014).abs() < 1e-12);
+        assert_eq!(log[2].verdict, Verdict::QueueFull);
     }
 
     #[test]

@@ -9,6 +9,6 @@ mod link;
 mod relay;
 mod schedule;
 
-pub use link::{LinkConfig, LinkModel, LinkStats, Verdict};
+pub use link::{LinkConfig, LinkModel, LinkStats, PacketRecord, Verdict};
 pub use relay::{Emulator, EmulatorConfig, EmulatorError, EmulatorStats};
 pub use schedule::{CapacitySchedule, ConstantRate, Delayed, PiecewiseConstant, ScheduleError};

@@ -14,7 +14,7 @@ const DELAY: f64 = 0.020;
 
 /// Sends `burst` packets of 1200 B every 5 ms for `windows` seconds through an emulator whose
 /// uplink follows `schedule`; returns, per one-second window (shifted by the propagation
-/// delay), the bytes delivered and the bytes the schedule allowed.
+/// delay), the bytes delivered and the bytes the schedule allowed (from the first send on).
 pub async fn saturate(
     schedule: Arc<dyn CapacitySchedule>,
     windows: usize,
@@ -57,8 +57,12 @@ pub async fn saturate(
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let send_until = start + Duration::from_secs_f64(windows as f64 + 0.05);
     let mut sent = 0u64;
+    // On a loaded machine the sender starts some milliseconds after the relay: the link's
+    // capacity before the first packet is not the relay's to deliver.
+    let mut first_send = None;
     while Instant::now() < send_until && sent < 1_000_000 {
         tick.tick().await;
+        first_send.get_or_insert_with(|| start.elapsed().as_secs_f64());
         for _ in 0..burst {
             sender.send_to(&payload, relay).await.expect("send");
             sent += 1;
@@ -78,7 +82,8 @@ pub async fn saturate(
                 .filter(|(t, _)| *t >= t0 && *t < t1)
                 .map(|(_, n)| n)
                 .sum();
-            let capacity = schedule.bits_between(w as f64, w as f64 + 1.0) / 8.0;
+            let from = (w as f64).max(first_send.unwrap_or(0.0));
+            let capacity = schedule.bits_between(from, w as f64 + 1.0) / 8.0;
             (delivered as f64, capacity)
         })
         .collect()
