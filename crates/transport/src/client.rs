@@ -13,7 +13,9 @@ use tokio::sync::Mutex;
 
 use crate::auth::AuthToken;
 use crate::error::TransportError;
-use crate::observe::{DeliverySample, LayerReceipt, PathStats, ServiceTiming, frame_samples};
+use crate::observe::{
+    DeliverySample, LayerReceipt, PathStats, PropagationRtt, ServiceTiming, frame_samples,
+};
 use crate::overhead::WireOverhead;
 use crate::rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingFactory};
 use crate::tls::{MismatchLog, ServerTrust, quic_client_crypto};
@@ -96,6 +98,8 @@ pub struct FrameReply {
     pub header_done: f64,
     /// How long the server's handler ran, seconds.
     pub handler_time: f64,
+    /// When the server wrote the reply, server-relative seconds (like the receipts).
+    pub reply_written: f64,
     /// When the agent started sending, seconds since [`AgentClient::epoch`].
     pub send_start: f64,
     /// From starting to send until the whole reply was read, seconds.
@@ -169,6 +173,7 @@ pub struct AgentClient {
     rate_log: Option<Arc<RateSampleLog>>,
     state: Mutex<ConnState>,
     arrivals: std::sync::Mutex<ArrivalLog>,
+    propagation: std::sync::Mutex<PropagationRtt>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -219,6 +224,7 @@ impl AgentClient {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let endpoint = quinn::Endpoint::client(bind).map_err(TransportError::Bind)?;
+        let ack_bytes = config.overhead.per_frame;
         let client = Self {
             endpoint,
             server,
@@ -236,6 +242,7 @@ impl AgentClient {
                 next_attempt: None,
             }),
             arrivals: std::sync::Mutex::new(ArrivalLog::default()),
+            propagation: std::sync::Mutex::new(PropagationRtt::new(ack_bytes)),
         };
         client.connection(client.config.connect_timeout).await?;
         Ok(client)
@@ -251,9 +258,19 @@ impl AgentClient {
         self.epoch.elapsed().as_secs_f64()
     }
 
-    /// The uplink overhead model this client reports wire bytes with.
+    /// The uplink overhead model this client reports wire bytes with: the configured one,
+    /// with the connection's current path MTU as the packet size once quinn's path-MTU
+    /// discovery has run (on loopback it grows packets from 1200 to 1452 bytes of UDP
+    /// payload within the first second). `None` of the connection (being re-established)
+    /// keeps the configured size.
     pub fn overhead(&self) -> WireOverhead {
-        self.config.overhead
+        let mtu = self.state.try_lock().ok().and_then(|state| {
+            state
+                .conn
+                .as_ref()
+                .map(|c| u64::from(c.stats().path.current_mtu))
+        });
+        self.config.overhead.with_mtu(mtu)
     }
 
     /// The server this client talks to.
@@ -612,36 +629,45 @@ impl AgentClient {
         let header_bytes = (FRAME_FIXED_LEN + header.codec_header.len()) as u64;
         let (train, end_to_end) =
             frame_samples(send_start_s, rtt, header_done, header_bytes, &receipts);
-        // The server's minimum RTT is measured with small uplink packets (ACKs); the agent's
-        // own carries frames up the uplink and so their serialisation. The smaller is the
-        // better estimate of the propagation round trip.
-        let own = conn.stats().path.min_rtt.as_secs_f64();
-        let propagation_rtt = match reply.fixed.min_rtt_us {
-            0 => own,
-            us => own.min(f64::from(us) * 1e-6),
-        };
         let stream_bytes = header_bytes + receipts.iter().map(|r| r.bytes).sum::<u64>();
-        let wire_bytes_received = self.config.overhead.wire_bytes(stream_bytes);
+        let wire_bytes_received = self
+            .config
+            .overhead
+            .with_mtu(Some(u64::from(conn.stats().path.current_mtu)))
+            .wire_bytes(stream_bytes);
+        // The reply's ACK packet crosses the link after the frame, outside its interval.
+        let in_interval = wire_bytes_received.saturating_sub(self.config.overhead.per_frame);
         let reply_received_s = reply_received.duration_since(self.epoch).as_secs_f64();
-        let (arrival, link_sample) = {
+        let (propagation_rtt, arrival, link_sample) = {
             // A poisoned log only loses the queueing correction, never the sample.
             let mut log = self
                 .arrivals
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let timing = ServiceTiming {
+            let timing = |rtt: f64| ServiceTiming {
                 send_start: send_start_s,
                 reply_received: reply_received_s,
-                one_way: propagation_rtt / 2.0,
+                one_way: rtt / 2.0,
                 last_byte: receipts.last().map_or(header_done, |r| r.last_byte),
                 reply_written: f64::from(reply.fixed.reply_us) * 1e-6,
                 previous_arrival: log.before(send_start_s),
             };
+            // The server's minimum RTT is measured with small uplink packets (ACKs); the
+            // agent's own carries frames up the uplink and so their serialisation.
+            let own = conn.stats().path.min_rtt.as_secs_f64();
+            let server =
+                (reply.fixed.min_rtt_us > 0).then(|| f64::from(reply.fixed.min_rtt_us) * 1e-6);
+            let propagation_rtt = self
+                .propagation
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .update(server, own, |rtt| {
+                    timing(rtt).sample(in_interval).and_then(|s| s.rate_bps())
+                });
+            let timing = timing(propagation_rtt);
             let arrival = timing.arrival();
             log.record(send_start_s, arrival);
-            // The reply's ACK packet crosses the link after the frame, outside its interval.
-            let in_interval = wire_bytes_received.saturating_sub(self.config.overhead.per_frame);
-            (arrival, timing.sample(in_interval))
+            (propagation_rtt, arrival, timing.sample(in_interval))
         };
         Ok(FrameReply {
             frame_id,
@@ -652,6 +678,7 @@ impl AgentClient {
             receipts,
             header_done,
             handler_time: f64::from(reply.fixed.handler_us) * 1e-6,
+            reply_written: f64::from(reply.fixed.reply_us) * 1e-6,
             send_start: send_start_s,
             round_trip,
             train_sample: train,

@@ -29,7 +29,9 @@ pub use auth::{AuthToken, TokenError};
 pub use client::{AgentClient, ClientConfig, FrameHeader, FrameReply};
 pub use error::TransportError;
 pub use handler::{FrameHandler, HandlerError, ReceivedFrame};
-pub use observe::{DeliverySample, LayerReceipt, MIN_SERVICE_S, PathStats, ServiceTiming};
+pub use observe::{
+    DeliverySample, LayerReceipt, MIN_SERVICE_S, PathStats, PropagationRtt, ServiceTiming,
+};
 pub use overhead::WireOverhead;
 pub use rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingController, SamplingFactory};
 pub use registry::{DuplicateModel, ModelRegistry};

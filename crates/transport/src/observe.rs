@@ -161,6 +161,58 @@ impl ServiceTiming {
     }
 }
 
+/// The propagation round trip the agent times its link samples with.
+///
+/// The server's minimum RTT is measured on replies acknowledged by the agent's ACK-only
+/// packets (~32 bytes), so it holds their serialisation on the uplink: 1.8 ms at 140 kbit/s,
+/// which, taken for propagation, cut every service interval short by that much (measured:
+/// +6 % rate bias at 140 kbit/s). When the server reports a new minimum, it was just
+/// measured, at about the rate the current frame met: that minimum less the ACK packet's
+/// serialisation at that rate is kept as the propagation RTT until the next new minimum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PropagationRtt {
+    ack_bytes: u64,
+    /// The server's minimum (s) that `corrected` was derived from.
+    server_min: Option<f64>,
+    corrected: Option<f64>,
+}
+
+impl PropagationRtt {
+    /// For ACK-only packets of `ack_bytes` bytes.
+    pub fn new(ack_bytes: u64) -> Self {
+        Self {
+            ack_bytes,
+            server_min: None,
+            corrected: None,
+        }
+    }
+
+    /// The propagation RTT (s) given the server's reported minimum (`None`: unknown), the
+    /// agent's own minimum (which carries frames, not ACKs, and so is only a fallback bound),
+    /// and `rate_with`: the uplink rate (bit/s) the current frame's sample gives when timed
+    /// with a given round trip.
+    pub fn update(
+        &mut self,
+        server_min: Option<f64>,
+        own_min: f64,
+        rate_with: impl Fn(f64) -> Option<f64>,
+    ) -> f64 {
+        let Some(server) = server_min.filter(|s| *s > 0.0) else {
+            return self.corrected.unwrap_or(own_min).min(own_min);
+        };
+        if self.server_min != Some(server) {
+            let raw = server.min(own_min);
+            let ack_s = rate_with(raw)
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map_or(0.0, |r| self.ack_bytes as f64 * 8.0 / r);
+            // Never more than half the round trip: a rate that low is noise, not a link.
+            self.corrected = Some(server - ack_s.min(server / 2.0));
+            self.server_min = Some(server);
+        }
+        self.corrected.unwrap_or(server).min(own_min)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +242,21 @@ mod tests {
         let s = t.sample(10).expect("sample");
         assert!((s.end - s.start - MIN_SERVICE_S).abs() < 1e-12);
         assert!(t.sample(0).is_none());
+    }
+
+    #[test]
+    fn propagation_rtt_drops_the_ack_serialisation_of_each_new_minimum() {
+        let mut p = PropagationRtt::new(32);
+        // No server minimum yet: the agent's own.
+        assert_eq!(p.update(None, 0.060, |_| Some(1e5)), 0.060);
+        // A new minimum of 51.83 ms measured at 140 kbit/s: the 32-byte ACK took 1.83 ms.
+        let rtt = p.update(Some(0.05183), 0.060, |_| Some(140e3));
+        assert!((rtt - 0.05).abs() < 1e-4, "{rtt}");
+        // The same minimum later, at another rate: the correction of its own time stays.
+        assert_eq!(p.update(Some(0.05183), 0.060, |_| Some(60e3)), rtt);
+        // A rate of nothing corrects by at most half.
+        let mut q = PropagationRtt::new(32);
+        assert_eq!(q.update(Some(0.05), 0.06, |_| Some(1.0)), 0.025);
     }
 
     #[test]

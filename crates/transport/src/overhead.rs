@@ -20,7 +20,8 @@ pub struct WireOverhead {
     /// 8-byte connection id, the packet number), the 16-byte AEAD tag, and the STREAM frame's
     /// type, stream id and length, plus the ACK frame usually carried along.
     pub per_packet: u64,
-    /// Largest UDP payload of a packet (quinn's initial MTU).
+    /// Largest UDP payload of a packet: quinn's initial MTU, 1200, until path-MTU discovery
+    /// finds more ([`WireOverhead::with_mtu`]).
     pub max_udp_payload: u64,
     /// Uplink bytes per frame outside its data packets: the ACK-only packet the agent sends for
     /// the server's reply.
@@ -40,6 +41,18 @@ impl Default for WireOverhead {
 }
 
 impl WireOverhead {
+    /// This model with packets of `mtu` bytes of UDP payload (the connection's current path
+    /// MTU), if known and larger than the per-packet overhead.
+    pub fn with_mtu(self, mtu: Option<u64>) -> Self {
+        match mtu {
+            Some(m) if m > self.per_packet => Self {
+                max_udp_payload: m,
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// Uplink bytes for `stream_bytes` of one frame's stream.
     pub fn wire_bytes(&self, stream_bytes: u64) -> u64 {
         let room = self.max_udp_payload.saturating_sub(self.per_packet).max(1);
@@ -83,5 +96,15 @@ mod tests {
         let big = o.cumulative(20, &[1000, 1000, 1000]);
         assert_eq!(big[2], 3054 + 3 * 40 + 32);
         assert!(big.windows(2).all(|w| w[0] < w[1]));
+        // After path-MTU discovery (1452 B on loopback) the same frame takes 3 packets still,
+        // and 4 000 stream bytes take 3 instead of 4.
+        let wide = o.with_mtu(Some(1452));
+        assert_eq!(wide.wire_bytes(4000), 4000 + 3 * 40 + 32);
+        assert_eq!(o.wire_bytes(4000), 4000 + 4 * 40 + 32);
+        assert_eq!(
+            o.with_mtu(Some(20)),
+            o,
+            "an MTU below the overhead is ignored"
+        );
     }
 }

@@ -237,3 +237,57 @@ async fn frames_survive_random_loss_and_path_stats_see_it() {
     client.close().await;
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_fill_the_path_mtu_the_overhead_model_reads() {
+    let (server, identity) = start_server(ServerLimits::default());
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().expect("addr"), server.local_addr());
+    config.uplink_packet_log = 10_000;
+    let emulator = Emulator::start(
+        config,
+        Arc::new(ConstantRate { bps: 5e7 }),
+        Arc::new(ConstantRate { bps: 5e7 }),
+    )
+    .await
+    .expect("emulator");
+    let client = agent(emulator.local_addr(), &identity).await;
+    // quinn probes the path MTU right after the handshake; give it time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let overhead = client.overhead();
+    let mtu = client.path_stats().await.expect("connected").mtu;
+    println!("path MTU {mtu}, overhead model {overhead:?}");
+    assert_eq!(overhead.max_udp_payload, u64::from(mtu));
+    assert!(mtu > 1200, "path-MTU discovery found {mtu}");
+
+    let before = emulator.uplink_packets().len();
+    let sent = layers(5, &[1_000, 4_000, 8_000]);
+    let stream = offload_transport::WireOverhead::stream_bytes(
+        header(7).codec_header.len() as u64,
+        sent.iter().map(|l| l.len() as u64),
+    );
+    client
+        .send_frame(header(7), sent, Duration::from_secs(2))
+        .await
+        .expect("reply");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let packets = emulator.uplink_packets();
+    let data: Vec<u64> = packets[before..]
+        .iter()
+        .map(|p| p.bytes)
+        .filter(|&b| b > 80)
+        .collect();
+    let modelled = overhead.wire_bytes(stream) - overhead.per_frame;
+    let real: u64 = data.iter().sum();
+    println!(
+        "{} data packets, largest {:?}, {real} B; modelled {modelled} B",
+        data.len(),
+        data.iter().max()
+    );
+    assert_eq!(data.iter().max().copied(), Some(u64::from(mtu)));
+    assert_eq!(
+        data.len() as u64,
+        stream.div_ceil(overhead.max_udp_payload - overhead.per_packet)
+    );
+    let error = real as f64 / modelled as f64 - 1.0;
+    assert!(error.abs() < 0.02, "model off by {error:+.3}");
+}
