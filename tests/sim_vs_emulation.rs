@@ -52,7 +52,7 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
     .expect("Fashion-MNIST installed by scripts/setup.sh");
     // The frame sizes given to the simulator are wire bytes already: no payload efficiency.
     let defaults = SimConfig::default();
-    let config = SimConfig {
+    let mut config = SimConfig {
         duration_s: Some(seconds),
         link: offload_sim::link::LinkConfig {
             payload_efficiency: 1.0,
@@ -60,6 +60,8 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         },
         ..defaults
     };
+    // The emulator has no radio: no RRC promotion on either side (as `offload compare`).
+    config.controller.radio.promotion_s = 0.0;
     let n = (seconds * config.fps) as usize;
     let images: Vec<Vec<u8>> = (0..n).map(|i| test.image(i).to_vec()).collect();
     let device = SplitDevice::new(model.clone());
@@ -84,7 +86,7 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         downlink_bps: 50e6,
         one_way_s: config.link.rtt_s / 2.0,
         queue_bytes: 32 * 1024,
-        lead_s: 1.0,
+        lead_s: 2.0,
     };
     let inputs = images
         .into_iter()

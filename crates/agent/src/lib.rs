@@ -17,6 +17,7 @@ pub mod loopback;
 pub mod model;
 pub mod result;
 pub mod run;
+pub mod sample_error;
 
 pub use battery::{BatteryReading, BatterySource, SimulatedBattery, SysfsBattery};
 pub use cpu::CpuMonitor;

@@ -10,11 +10,11 @@ use offload_controller::Policy;
 use offload_sim::{FrameRecord, Summary};
 use offload_transport::emulator::{
     CapacitySchedule, ConstantRate, Delayed, Emulator, EmulatorConfig, EmulatorError,
-    EmulatorStats, LinkConfig,
+    EmulatorStats, LinkConfig, PacketRecord,
 };
 use offload_transport::{
-    AgentClient, AuthToken, ClientConfig, EdgeServer, FrameHandler, ServerError, ServerIdentity,
-    ServerLimits, ServerTrust, StatsSnapshot, TlsError, TokenError, TransportError,
+    AgentClient, AuthToken, ClientConfig, EdgeServer, FrameHandler, FrameHeader, ServerError,
+    ServerIdentity, ServerLimits, ServerTrust, StatsSnapshot, TlsError, TokenError, TransportError,
 };
 
 use crate::battery::BatterySource;
@@ -61,7 +61,20 @@ pub struct LoopbackRun {
     pub emulator: EmulatorStats,
     /// How late the first frame started after the uplink schedule's time zero, seconds.
     pub start_skew_s: f64,
+    /// The emulated uplink's packets (the first [`UPLINK_PACKET_LOG`]), in seconds since the
+    /// emulator's start, which is `emulator_epoch_s` on the agent's clock.
+    pub uplink_packets: Vec<PacketRecord>,
+    /// The emulator's time zero in seconds since the agent client's epoch (negative: the
+    /// relay starts before the agent connects), to put the packet log on the agent's clock.
+    pub emulator_epoch_s: f64,
+    /// How late the emulator sent its uplink and downlink packets after their exit times,
+    /// seconds ([`Emulator::egress_lateness`]).
+    pub egress_lateness: [Vec<f64>; 2],
 }
+
+/// Uplink packets the loopback emulator logs (~40 bytes each): a minute of frames at 30 fps
+/// is a few thousand.
+pub const UPLINK_PACKET_LOG: usize = 100_000;
 
 /// Why a loopback run failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +97,54 @@ pub enum LoopbackError {
     /// The agent failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
+}
+
+/// Frames sent before the run so the server's minimum RTT is measured on the agent's small
+/// ACK packets rather than on the handshake's larger ones.
+const WARM_UP_FRAMES: u64 = 8;
+
+/// Sends the first input's base layer a few times, 100 ms apart, while there is time before
+/// `zero` (the replies are dropped; the controller never sees them). Until the server has
+/// seen an RTT sample acknowledged by an ACK-only packet that did not wait behind quinn's
+/// path-MTU probes (up to 1452 bytes: 84 ms each at 140 kbit/s, sent right after the
+/// handshake), its minimum RTT holds the serialisation of larger packets (7 ms at
+/// 140 kbit/s), the agent's first link samples are timed with that and read several times the
+/// link's rate (measured: +300 % on the first frame), and the controller's forecast errors
+/// carry that for the next ~60 frames. A lead of about 2 s leaves room for the handshake,
+/// the probes and the warm-up on a 140 kbit/s link.
+async fn warm_up<M: DeviceModel>(
+    client: &AgentClient,
+    model: &M,
+    inputs: &[LabelledInput<M::Input>],
+    zero: std::time::Instant,
+) {
+    let Some((input, _)) = inputs.first() else {
+        return;
+    };
+    let Ok(frame) = tokio::task::block_in_place(|| model.encode(input)) else {
+        return;
+    };
+    let Some(base) = frame.layers.first() else {
+        return;
+    };
+    for k in 0..WARM_UP_FRAMES {
+        // Leave the link a quarter of a second to drain before the run.
+        if zero.saturating_duration_since(std::time::Instant::now()) < Duration::from_millis(350) {
+            break;
+        }
+        let header = FrameHeader {
+            frame_id: u64::MAX - k,
+            model_id: model.model_id(),
+            codec_header: frame.header.clone(),
+        };
+        if let Err(e) = client
+            .send_frame(header, vec![base.clone()], Duration::from_millis(100))
+            .await
+        {
+            tracing::debug!("loopback warm-up frame: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Starts a server running `handler`, an emulator shaped by `link` in front of it and an agent
@@ -115,6 +176,7 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
         queue_bytes: link.queue_bytes,
         ..LinkConfig::default()
     };
+    emu.uplink_packet_log = UPLINK_PACKET_LOG;
     emu.downlink = LinkConfig {
         delay: link.one_way_s,
         ..LinkConfig::default()
@@ -140,7 +202,9 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
             return Err(e.into());
         }
     };
+    let emulator_epoch_s = -(client.epoch() - emulator.started_at()).as_secs_f64();
     let zero = emulator.started_at() + Duration::from_secs_f64(link.lead_s);
+    warm_up(&client, model.as_ref(), &inputs, zero).await;
     tokio::time::sleep_until(zero.into()).await;
     let start_skew_s = zero.elapsed().as_secs_f64();
     let out = run_agent(
@@ -155,6 +219,8 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
     .await;
     let server_stats = server.stats();
     let emulator_stats = emulator.stats();
+    let uplink_packets = emulator.uplink_packets();
+    let egress_lateness = emulator.egress_lateness();
     server.shutdown(Duration::from_millis(500)).await;
     emulator.stop();
     let (records, summary) = out?;
@@ -164,5 +230,8 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
         server: server_stats,
         emulator: emulator_stats,
         start_skew_s,
+        uplink_packets,
+        emulator_epoch_s,
+        egress_lateness,
     })
 }

@@ -70,6 +70,11 @@ pub trait AgentEvents: Send {
     fn answered(&mut self, frame: u64, layers: u16, result: &TaskResult) {
         let _ = (frame, layers, result);
     }
+    /// The server replied to offloaded frame `frame` (before the observations taken from the
+    /// reply are reported). Its times are seconds since the client's epoch, not the run's start.
+    fn replied(&mut self, frame: u64, reply: &FrameReply) {
+        let _ = (frame, reply);
+    }
 }
 
 /// No reporting.
@@ -93,6 +98,8 @@ struct Outcome {
     observations: Vec<(f64, Observation)>,
     /// The frame, the layers its result was decoded from (0: local) and the result.
     answer: Option<(u64, u16, TaskResult)>,
+    /// The server's reply, when there was one.
+    reply: Option<FrameReply>,
 }
 
 impl Outcome {
@@ -104,6 +111,9 @@ impl Outcome {
         start: f64,
         records: &mut Vec<FrameRecord>,
     ) {
+        if let (Some((frame, ..)), Some(reply)) = (&self.answer, &self.reply) {
+            events.replied(*frame, reply);
+        }
         for (at, obs) in self.observations {
             feed(controller, events, start, at, obs);
         }
@@ -149,9 +159,6 @@ pub async fn run_agent<M: DeviceModel>(
             Observation::ServerUnreachable,
         );
     }
-    let overhead = client
-        .as_ref()
-        .map_or_else(WireOverhead::default, |c| c.overhead());
     let utility = config.controller.utility;
     let radio = config.controller.radio;
     let power = config.profile.device.compute_power_w;
@@ -252,6 +259,10 @@ pub async fn run_agent<M: DeviceModel>(
         };
         let sizes = frame.cumulative_sizes();
         let layer_lens: Vec<u64> = frame.layers.iter().map(|l| l.len() as u64).collect();
+        // Per frame: the packet size follows the connection's path MTU.
+        let overhead = client
+            .as_ref()
+            .map_or_else(WireOverhead::default, |c| c.overhead());
         let wire = overhead.cumulative(frame.header.len() as u64, &layer_lens);
         config
             .profile
@@ -465,6 +476,7 @@ impl<M: DeviceModel> OffloadTask<M> {
             .await;
         let now = self.epoch.elapsed().as_secs_f64();
         let mut observations = Vec::new();
+        let mut kept_reply = None;
         let (result, layers_used, sent, energy) =
             match result.and_then(|reply| parse(&reply).map(|r| (reply, r))) {
                 Ok((reply, result)) => {
@@ -506,12 +518,9 @@ impl<M: DeviceModel> OffloadTask<M> {
                     let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
                     let energy = self.base.energy_j
                         + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
-                    (
-                        result,
-                        u16::try_from(reply.layers_received).unwrap_or(u16::MAX),
-                        delivered,
-                        energy,
-                    )
+                    let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
+                    kept_reply = Some(reply);
+                    (result, layers_used, delivered, energy)
                 }
                 Err(e) => {
                     tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
@@ -560,6 +569,7 @@ impl<M: DeviceModel> OffloadTask<M> {
             record: Some(record),
             observations,
             answer: Some((frame, layers_used, result)),
+            reply: kept_reply,
         });
         Ok(())
     }
@@ -581,6 +591,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                         record: None,
                         observations: vec![(at, Observation::ServerReachable)],
                         answer: None,
+                        reply: None,
                     });
                     break;
                 }

@@ -14,13 +14,14 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use offload_agent::compare::{Comparison, EstimateError, FrameRows, replay_estimates, wire_sizes};
 use offload_agent::loopback::{LoopbackLink, LoopbackRun, run_loopback};
+use offload_agent::sample_error::{FrameService, SampleError, Spread, match_frames};
 use offload_agent::{AgentEvents, SimulatedBattery};
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
 use offload_controller::{Decision, Observation, Profile};
 use offload_sim::output::{FramesCsv, write_json};
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_sim::{FrameRecord, SimConfig, simulate_with};
-use offload_transport::ClientConfig;
+use offload_transport::{ClientConfig, FrameReply};
 use serde::Serialize;
 
 use super::agent::{agent_config, load_inputs};
@@ -89,6 +90,22 @@ struct TraceResult {
     modelled_uplink_bytes: u64,
     emulator_queue_drops: u64,
     start_skew_s: f64,
+    /// The agent's link samples against the emulator's service of the same frames.
+    sample_error: SampleError,
+    /// Where the emulated run's time went besides the link.
+    timing: Timing,
+}
+
+/// Processing times of the emulated run that the simulator models with the profile's times.
+#[derive(Debug, Serialize)]
+struct Timing {
+    /// From capture to decision (the encoder and the loop's wake-up), ms; the simulator
+    /// takes the profile's `encoder_time_s`.
+    decide_ms: Spread,
+    /// How late the emulator sent uplink and downlink packets after their exit times, ms.
+    uplink_egress_late_ms: Spread,
+    /// See `uplink_egress_late_ms`.
+    downlink_egress_late_ms: Spread,
 }
 
 /// Runs `offload compare`.
@@ -105,6 +122,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     // The simulator carries the exact wire bytes of each frame: no further efficiency factor.
     sim.link.payload_efficiency = 1.0;
+    // The emulator has no radio: the simulator would hold the first offload after every idle
+    // stretch of the radio model's tail (11.6 s) for an RRC promotion (260 ms, longer than the
+    // deadline's share of a frame) that the emulated link never makes. Both sides get the same
+    // radio model, so both controllers plan alike; only its promotion term goes (energy too).
+    sim.controller.radio.promotion_s = 0.0;
     let most = (seconds * sim.fps).floor().max(1.0) as usize;
     let (model, profile, inputs) = load_inputs(&args.model, &args.profile, &args.data, most)?;
     let device = SplitDevice::new(model.clone());
@@ -165,6 +187,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &trace,
             args.capacity_window_s,
         )?;
+        write_services(&out.join("service.csv"), &log.services)?;
+        write_packets(&out.join("uplink-packets.csv"), &emu)?;
         write_json(&out.join("summary.json"), &result)?;
         print_result(&result);
         results.push(result);
@@ -198,9 +222,10 @@ fn simulate_rows(
     Ok(records)
 }
 
-/// Keeps every observation and shows progress.
+/// Keeps every observation and reply and shows progress.
 struct Log {
     observations: Vec<(f64, Observation)>,
+    replies: Vec<(u64, FrameReply)>,
     bar: ProgressBar,
 }
 
@@ -216,6 +241,16 @@ impl AgentEvents for Log {
     fn observed(&mut self, at: f64, observation: &Observation) {
         self.observations.push((at, *observation));
     }
+
+    fn replied(&mut self, frame: u64, reply: &FrameReply) {
+        self.replies.push((frame, reply.clone()));
+    }
+}
+
+/// What the emulated run's agent saw, besides its records.
+struct EmulatedLog {
+    observations: Vec<(f64, Observation)>,
+    services: Vec<FrameService>,
 }
 
 fn emulate(
@@ -225,13 +260,14 @@ fn emulate(
     profile: &Profile,
     inputs: Vec<(Vec<u8>, Option<u32>)>,
     config: &SimConfig,
-) -> anyhow::Result<(LoopbackRun, Vec<(f64, Observation)>)> {
+) -> anyhow::Result<(LoopbackRun, EmulatedLog)> {
     let bar = ProgressBar::new(inputs.len() as u64);
     bar.set_style(ProgressStyle::with_template(
         "  emulated {bar:30} {pos}/{len} frames  {msg}",
     )?);
     let mut log = Log {
         observations: Vec::new(),
+        replies: Vec::new(),
         bar: bar.clone(),
     };
     let link = LoopbackLink {
@@ -239,7 +275,7 @@ fn emulate(
         downlink_bps: args.down_mbps * 1e6,
         one_way_s: config.link.rtt_s / 2.0,
         queue_bytes: args.queue_bytes,
-        lead_s: 1.0,
+        lead_s: 2.0,
     };
     let policy = offload_policies::load_preset(&args.policy)?.build();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -257,7 +293,19 @@ fn emulate(
     bar.finish_and_clear();
     let mut observations = log.observations;
     observations.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok((run, observations))
+    let services = match_frames(
+        &log.replies,
+        &run.uplink_packets,
+        run.emulator_epoch_s,
+        config.link.rtt_s / 2.0,
+    );
+    Ok((
+        run,
+        EmulatedLog {
+            observations,
+            services,
+        },
+    ))
 }
 
 /// Mean capacity of the trace over `window` seconds before `t` (from 0 early on).
@@ -294,8 +342,9 @@ fn analyse(
     config: &SimConfig,
     sim: &[FrameRecord],
     emu: &LoopbackRun,
-    log: &[(f64, Observation)],
+    emulated: &EmulatedLog,
 ) -> anyhow::Result<TraceResult> {
+    let log = &emulated.observations;
     let window = args.capacity_window_s;
     let decided: Vec<&FrameRecord> = emu
         .records
@@ -345,6 +394,21 @@ fn analyse(
         modelled_uplink_bytes,
         emulator_queue_drops: emu.emulator.uplink.queue_drops,
         start_skew_s: emu.start_skew_s,
+        sample_error: SampleError::of(&emulated.services, &emu.uplink_packets),
+        timing: Timing {
+            decide_ms: Spread::of(
+                decided
+                    .iter()
+                    .map(|r| 1e3 * (r.decided_at - r.captured_at))
+                    .collect(),
+            ),
+            uplink_egress_late_ms: Spread::of(
+                emu.egress_lateness[0].iter().map(|l| 1e3 * l).collect(),
+            ),
+            downlink_egress_late_ms: Spread::of(
+                emu.egress_lateness[1].iter().map(|l| 1e3 * l).collect(),
+            ),
+        },
     })
 }
 
@@ -397,6 +461,64 @@ fn write_run(
     Ok(())
 }
 
+/// The agent's link sample and the emulator's service of each offloaded frame (agent's clock,
+/// seconds since the client's epoch).
+fn write_services(path: &Path, services: &[FrameService]) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(
+        w,
+        "frame,send_start,sample_start,sample_end,sample_bytes,offered,start,end,bytes,packets,behind_control,rate_error,rtt,held"
+    )?;
+    for s in services {
+        writeln!(
+            w,
+            "{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{},{:.4},{:.6},{:.6}",
+            s.frame,
+            s.send_start,
+            s.sample.0,
+            s.sample.1,
+            s.sample.2,
+            s.offered,
+            s.start,
+            s.end,
+            s.bytes,
+            s.packets,
+            s.behind_control,
+            s.rate_error(),
+            s.rtt,
+            s.held
+        )?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The emulated uplink's packets, on the agent's clock (seconds since the client's epoch).
+fn write_packets(path: &Path, run: &LoopbackRun) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "offered,start,end,bytes,verdict")?;
+    let at = |t: f64| t + run.emulator_epoch_s;
+    for p in &run.uplink_packets {
+        writeln!(
+            w,
+            "{:.6},{:.6},{:.6},{},{:?}",
+            at(p.offered),
+            at(p.start),
+            at(p.end),
+            p.bytes,
+            p.verdict
+        )?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 fn print_result(r: &TraceResult) {
     let c = &r.comparison;
     println!(
@@ -420,6 +542,39 @@ fn print_result(r: &TraceResult) {
         r.emu_estimate_error.bias,
         r.emulator_uplink_bytes,
         r.modelled_uplink_bytes,
+    );
+    let e = &r.sample_error;
+    println!(
+        "  link samples vs the emulator's service ({} frames): start {:+.2}/{:+.2}/{:+.2} ms, end {:+.2}/{:+.2}/{:+.2} ms (p10/p50/p90), rate {:+.3} median {:+.3} mean; bytes {:+.3}; {:.2} control packets per frame ({:.0} B), {} frames behind one",
+        e.frames,
+        e.start_ms.p10,
+        e.start_ms.p50,
+        e.start_ms.p90,
+        e.end_ms.p10,
+        e.end_ms.p50,
+        e.end_ms.p90,
+        e.rate.p50,
+        e.rate.mean,
+        e.bytes.p50,
+        e.control_per_frame,
+        e.control_bytes,
+        e.behind_control,
+    );
+    let t = &r.timing;
+    println!(
+        "  server hold {:.2}/{:.2}/{:.2} ms; capture to decision {:.2}/{:.2}/{:.2} ms; emulator egress late: uplink {:.2}/{:.2}/{:.2} ms, downlink {:.2}/{:.2}/{:.2} ms (p10/p50/p90)",
+        e.held_ms.p10,
+        e.held_ms.p50,
+        e.held_ms.p90,
+        t.decide_ms.p10,
+        t.decide_ms.p50,
+        t.decide_ms.p90,
+        t.uplink_egress_late_ms.p10,
+        t.uplink_egress_late_ms.p50,
+        t.uplink_egress_late_ms.p90,
+        t.downlink_egress_late_ms.p10,
+        t.downlink_egress_late_ms.p50,
+        t.downlink_egress_late_ms.p90,
     );
     for d in c.divergences.iter().take(3) {
         println!(
@@ -512,6 +667,33 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
                 d.emu_estimate_bps / 1e6
             ));
         }
+    }
+    s.push_str("\nThe agent's link samples against the emulator's service of the same frames (start and end errors in ms, rate error as a fraction; p10 / p50 / p90), the server's hold of a frame, capture to decision, and the emulator's own lateness (ms, p10 / p50 / p90):\n\n| trace | frames | start error | end error | rate error | ACK-only packets per frame | frames behind one | server hold | capture to decision | egress late up / down (p90) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let spread = |x: &Spread, scale: f64| {
+        format!(
+            "{:+.2} / {:+.2} / {:+.2}",
+            scale * x.p10,
+            scale * x.p50,
+            scale * x.p90
+        )
+    };
+    for r in results {
+        let e = &r.sample_error;
+        let t = &r.timing;
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.2} / {:.2} |\n",
+            r.trace,
+            e.frames,
+            spread(&e.start_ms, 1.0),
+            spread(&e.end_ms, 1.0),
+            spread(&e.rate, 1.0),
+            e.control_per_frame,
+            e.behind_control,
+            spread(&e.held_ms, 1.0),
+            spread(&t.decide_ms, 1.0),
+            t.uplink_egress_late_ms.p90,
+            t.downlink_egress_late_ms.p90,
+        ));
     }
     s.push_str("\nUplink bytes: emulator-counted vs modelled for the frames sent (the rest: handshake, keep-alives, reply acknowledgements beyond the model):\n\n| trace | emulator | modelled | ratio | queue drops | start skew ms |\n|---|---|---|---|---|---|\n");
     for r in results {
