@@ -51,6 +51,10 @@ pub enum PolicyConfig {
         /// `probe_after_s` without a sample).
         #[serde(default)]
         stall_slack_s: Option<f64>,
+        /// Also run locally whenever the local path's value per frame of CPU time beats the
+        /// chosen offload (absent: local only when nothing arrives in time, the rule).
+        #[serde(default)]
+        local_by_value: bool,
     },
     /// [`Mpc`].
     Mpc {
@@ -113,10 +117,12 @@ impl PolicyConfig {
                 probe_after_s,
                 adaptive,
                 stall_slack_s,
+                local_by_value,
             } => Box::new(
                 DeadlineAware::new(z, margin_s, sustain, probe_after_s)
                     .with_margin(adaptive.map(|a| a.build(z)))
-                    .with_stall_detection(stall_slack_s),
+                    .with_stall_detection(stall_slack_s)
+                    .with_local_by_value(local_by_value),
             ),
             PolicyConfig::Mpc {
                 horizon,
