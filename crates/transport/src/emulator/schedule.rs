@@ -193,9 +193,14 @@ impl CapacitySchedule for PiecewiseConstant {
     }
 }
 
+/// The span of the schedule whose mean rate the lead runs at, seconds.
+const LEAD_RATE_WINDOW_S: f64 = 10.0;
+
 /// A schedule that starts `lead` seconds after the relay: until then the link runs at the
-/// schedule's initial rate. Lets a driver start the relay (and the QUIC handshake through it)
-/// ahead of a run whose first frame must meet the schedule's time zero.
+/// schedule's mean rate over its first ten seconds (a packet-level trace may have no delivery
+/// opportunity for most of its first second, and the handshake would then time out before
+/// the run). Lets a driver start the relay (and the QUIC handshake through it) ahead of a run
+/// whose first frame must meet the schedule's time zero.
 #[derive(Clone)]
 pub struct Delayed {
     inner: std::sync::Arc<dyn CapacitySchedule>,
@@ -207,7 +212,8 @@ impl Delayed {
     /// `inner`, shifted later by `lead` seconds (negative or non-finite leads count as 0).
     pub fn new(inner: std::sync::Arc<dyn CapacitySchedule>, lead: f64) -> Self {
         let lead = if lead.is_finite() { lead.max(0.0) } else { 0.0 };
-        let initial_bps = inner.capacity_at(0.0).max(0.0);
+        let initial_bps =
+            (inner.bits_between(0.0, LEAD_RATE_WINDOW_S) / LEAD_RATE_WINDOW_S).max(0.0);
         Self {
             inner,
             lead,
@@ -338,16 +344,18 @@ mod tests {
     }
 
     #[test]
-    fn delayed_holds_the_first_rate_then_follows_the_schedule() {
-        let inner: std::sync::Arc<dyn CapacitySchedule> =
-            std::sync::Arc::new(PiecewiseConstant::new(&[(1.0, 8e6), (1.0, 1e6)]).expect("valid"));
+    fn delayed_holds_the_first_ten_seconds_mean_rate_then_follows_the_schedule() {
+        let inner: std::sync::Arc<dyn CapacitySchedule> = std::sync::Arc::new(
+            PiecewiseConstant::new(&[(1.0, 8e6), (1.0, 1e6), (8.0, 8e6)]).expect("valid"),
+        );
         let d = Delayed::new(inner, 0.5);
-        assert_eq!(d.capacity_at(0.2), 8e6);
+        // The lead runs at the first ten seconds' mean: (8 + 1 + 64) Mbit / 10 s.
+        assert!((d.capacity_at(0.2) - 7.3e6).abs() < 1e-3);
         assert_eq!(d.capacity_at(1.7), 1e6);
-        assert!((d.bits_between(0.0, 2.5) - (0.5 * 8e6 + 8e6 + 1e6)).abs() < 1e-3);
-        // 5 Mbit from 0.25: 2 Mbit before the lead, then 3 Mbit of the 8 Mbit/s step.
+        assert!((d.bits_between(0.0, 2.5) - (0.5 * 7.3e6 + 8e6 + 1e6)).abs() < 1e-3);
+        // 5 Mbit from 0.25: 1.825 Mbit before the lead, then 3.175 Mbit of the 8 Mbit/s step.
         let end = d.transfer_end(0.25, 5e6).expect("ends");
-        assert!((end - (0.5 + 3.0 / 8.0)).abs() < 1e-9, "{end}");
+        assert!((end - (0.5 + 3.175 / 8.0)).abs() < 1e-9, "{end}");
         assert!((d.transfer_end(1.6, 0.5e6).expect("ends") - 2.1).abs() < 1e-9);
     }
 }
