@@ -147,8 +147,10 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         c.agreement,
         c.disagreements
     );
+    // The goal for miss rates: within 2 points (measured 0.0-1.2 points apart on
+    // lte-walk x 0.03 at loads of 2-10).
     assert!(
-        (c.sim.miss_rate - c.emu.miss_rate).abs() <= 0.05,
+        (c.sim.miss_rate - c.emu.miss_rate).abs() <= 0.02,
         "misses sim {:.3} vs emulated {:.3}",
         c.sim.miss_rate,
         c.emu.miss_rate
