@@ -115,26 +115,9 @@ fn residual_layers_bring_the_server_tensor_close_to_the_uncompressed_one() {
             let r = m
                 .server_features(&received.header, &received.layers[..=k])
                 .unwrap();
-            *e += f64::from(
-                (r - &features)
-                    .unwrap()
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap(),
-            );
+            *e += sum_of_squares(&(r - &features).unwrap());
         }
-        energy += f64::from(
-            features
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap(),
-        );
+        energy += sum_of_squares(&features);
     }
     let relative: Vec<f64> = error.iter().map(|e| e / energy).collect();
     eprintln!("relative feature error per k: {relative:.3?}");
@@ -241,4 +224,16 @@ fn hostile_and_truncated_frames_are_typed_errors() {
         }
         let _ = m.server_decode(header, &flipped, f.width, f.height);
     }
+}
+
+/// Σx² of a tensor.
+fn sum_of_squares(t: &candle_core::Tensor) -> f64 {
+    f64::from(
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+    )
 }
