@@ -23,7 +23,7 @@ use super::agent::{
 use super::common::{SimSettings, scale_trace};
 
 /// Frame rate of the detection demo when `--fps` is not given. Per frame the device runs the
-/// encoder and codes all seven layers, and the server (on the same host here) the rest of the
+/// encoder and codes all its layers, and the server (on the same host here) the rest of the
 /// detector: on this shared 2-core host at load 12-13 that took 150-450 ms and 180 ms (server
 /// p50) per frame, so 5 fps skipped 12 of 80 frames and missed 67 % of a 500 ms deadline, while
 /// 3 fps skipped none.
