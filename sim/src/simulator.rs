@@ -6,8 +6,10 @@
 //! known before that moment, decides; local execution occupies the CPU; offloading spends the
 //! coding time, then queues the exact bytes on the uplink FIFO, which carries them through the
 //! trace's capacity (an RRC promotion first if the radio went idle). Unsent bytes are cancelled
-//! at the deadline. The server finishes the model and the result comes back after the return
-//! propagation delay. Energy: compute power × compute time, and the radio model's promotion,
+//! at the last moment a result can still come back in time (deadline − RTT − server time; with
+//! [`SimConfig::partial_results`] off, at the deadline), and the server decodes the complete
+//! layers that arrived by then: any prefix of the scalable codec decodes. The server finishes the
+//! model and the result comes back after the return propagation delay. Energy: compute power × compute time, and the radio model's promotion,
 //! active and tail energy; the battery drains by that plus a baseline draw. The controller only
 //! ever sees what a real agent sees: its own sends, the server's delivery reports (bytes and
 //! receive times) and RTT samples when replies arrive, battery readings — never the trace.
@@ -55,6 +57,11 @@ pub struct SimConfig {
     pub battery: BatteryConfig,
     /// The controller (estimator, utility, radio model).
     pub controller: ControllerConfig,
+    /// Partial results: an offloaded frame stops sending at the last moment its result can
+    /// still come back in time (deadline − RTT − the server time of its layer count), and the
+    /// server decodes the complete layers that arrived by then. When off, sending goes on until
+    /// the deadline itself and a frame cut short delivers nothing (how the project ran before).
+    pub partial_results: bool,
 }
 
 impl Default for SimConfig {
@@ -70,6 +77,7 @@ impl Default for SimConfig {
             link: LinkConfig::default(),
             battery: BatteryConfig::default(),
             controller: ControllerConfig::default(),
+            partial_results: true,
         }
     }
 }
@@ -215,6 +223,8 @@ pub struct RunSetup {
     pub utility: Utility,
     /// The radio power model.
     pub radio: RadioModel,
+    /// See [`SimConfig::partial_results`].
+    pub partial_results: bool,
 }
 
 impl RunSetup {
@@ -234,6 +244,7 @@ impl RunSetup {
             one_way: config.link.rtt_s / 2.0,
             utility: config.controller.utility,
             radio: config.controller.radio,
+            partial_results: config.partial_results,
         }
     }
 
@@ -424,7 +435,14 @@ impl<'t> SimState<'t> {
                         bytes: o.bytes,
                     },
                 );
-                let cutoff = deadline.max(ready);
+                // With partial results the agent stops sending when a result could no longer
+                // come back in time; bytes after that would only delay the next frames.
+                let cutoff = if setup.partial_results {
+                    deadline - 2.0 * one_way - o.server_time
+                } else {
+                    deadline
+                }
+                .max(ready);
                 let tx = self.link.send(ready, o.bytes, cutoff);
                 let bits = tx.bytes_sent as f64 * 8.0;
                 if tx.end > tx.start {
@@ -449,17 +467,26 @@ impl<'t> SimState<'t> {
                     self.radio_state.record_activity(result);
                     (Some(result), o.bytes, o.bytes, o.accuracy)
                 } else {
-                    // Cancelled at the deadline; the server reports what arrived.
+                    // Cancelled at the cutoff; the server decodes the complete layers that
+                    // arrived (with partial results) and reports what arrived.
+                    let prefix = if setup.partial_results {
+                        options.offload[..layers as usize - 1]
+                            .iter()
+                            .rposition(|p| p.bytes <= tx.bytes_sent)
+                    } else {
+                        None
+                    };
+                    // The server learns of the cancellation one way after the cutoff.
+                    let result =
+                        prefix.map(|j| cutoff + 2.0 * one_way + options.offload[j].server_time);
+                    let reported = result.unwrap_or(cutoff + 2.0 * one_way);
                     if tx.bytes_sent > 0 {
                         let sample = RateSample {
                             start: tx.start + one_way,
                             end: tx.end + one_way,
                             bytes: tx.bytes_sent,
                         };
-                        sink.push(
-                            cutoff + 2.0 * one_way,
-                            Observation::Delivered { frame: i, sample },
-                        );
+                        sink.push(reported, Observation::Delivered { frame: i, sample });
                     }
                     sink.push(
                         cutoff,
@@ -468,7 +495,14 @@ impl<'t> SimState<'t> {
                             bytes: o.bytes - tx.bytes_sent,
                         },
                     );
-                    (None, o.bytes, tx.bytes_sent, 0.0)
+                    match (prefix, result) {
+                        (Some(j), Some(at)) => {
+                            sink.push(at, Observation::Rtt { rtt: 2.0 * one_way });
+                            self.radio_state.record_activity(at);
+                            (result, o.bytes, tx.bytes_sent, options.offload[j].accuracy)
+                        }
+                        _ => (None, o.bytes, tx.bytes_sent, 0.0),
+                    }
                 }
             }
         };

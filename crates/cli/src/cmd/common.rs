@@ -86,6 +86,10 @@ pub struct SimSettings {
     /// Throughput estimator: `ewma:<half-life s>`, `harmonic:<N>` or `robust:<N>`.
     #[arg(long)]
     pub estimator: Option<String>,
+    /// Send until the deadline itself and count a frame cut short as missed, instead of
+    /// stopping when a result could no longer come back and decoding the layers that arrived.
+    #[arg(long)]
+    pub no_partial_results: bool,
     #[command(flatten)]
     pub utility: UtilitySettings,
 }
@@ -177,6 +181,9 @@ impl SimSettings {
         }
         if let Some(e) = &self.estimator {
             c.controller.estimator = parse_estimator(e)?;
+        }
+        if self.no_partial_results {
+            c.partial_results = false;
         }
         self.utility.apply(&mut c.controller.utility)?;
         c.controller.frame_interval = 1.0 / c.fps;

@@ -53,6 +53,9 @@ pub struct Args {
     /// Throughput estimator: `ewma:<half-life s>`, `harmonic:<N>` or `robust:<N>`.
     #[arg(long)]
     estimator: Option<String>,
+    /// Send until the deadline and count a frame cut short as missed (see `offload sim --help`).
+    #[arg(long)]
+    no_partial_results: bool,
     #[command(flatten)]
     utility: UtilitySettings,
     /// States the oracle's beam keeps per frame.
@@ -149,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         battery_start,
                         cpu_load: None,
                         estimator: args.estimator.clone(),
+                        no_partial_results: args.no_partial_results,
                         utility: args.utility.clone(),
                     };
                     settings.push(Setting::new(s.to_config()?));
