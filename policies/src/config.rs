@@ -72,6 +72,10 @@ pub enum PolicyConfig {
         /// `probe_after_s` without a sample).
         #[serde(default)]
         stall_slack_s: Option<f64>,
+        /// Also plan a first frame larger than the link sustains, followed by smaller ones
+        /// (absent: every plan's later frames send at least as much as the first).
+        #[serde(default)]
+        bursts: bool,
     },
     /// [`EnergyAware`].
     EnergyAware {
@@ -130,10 +134,12 @@ impl PolicyConfig {
                 probe_after_s,
                 adaptive,
                 stall_slack_s,
+                bursts,
             } => Box::new(
                 Mpc::new(horizon, z, probe_after_s)
                     .with_margin(adaptive.map(|a| a.build(z)))
-                    .with_stall_detection(stall_slack_s),
+                    .with_stall_detection(stall_slack_s)
+                    .with_bursts(bursts),
             ),
             PolicyConfig::EnergyAware {
                 z,

@@ -12,7 +12,8 @@ use crate::probe::Prober;
 /// the `robust` estimator, RobustMPC's harmonic mean discounted by the recent maximum error),
 /// future frames are assumed to have this frame's sizes, and each candidate plan is simulated
 /// through a model of the device: the uplink as a FIFO drained at the forecast rate (starting
-/// from the current backlog, cancelling at each deadline as the sender does), the CPU (the local
+/// from the current backlog, cancelling where the sender does: at the deadline, or with partial
+/// results when the result could no longer return in time, keeping the prefix that crossed), the CPU (the local
 /// path makes later frames be dropped), and the energy (compute, radio active power and the
 /// tail between transfers). The plan maximising the sum of `Utility::frame` wins. A later frame
 /// of the plan is picked up when the CPU is free and then pays the encoder, taken as the shortest
@@ -52,6 +53,8 @@ pub struct Mpc {
     /// The shortest delay from capture to decision seen so far: the encoder's time on an idle
     /// CPU, which later frames of a plan pay after their pick-up.
     encoder_s: f64,
+    /// Whether a first action above the sustainable ones is planned (see [`Self::with_bursts`]).
+    bursts: bool,
 }
 
 /// The state of the device model while a plan is simulated.
@@ -103,6 +106,8 @@ struct Planner<'a> {
     actions: &'a [Action],
     /// Utility per second of CPU backlog left at the end of the horizon (see [`Self::new`]).
     backlog_price: f64,
+    /// Whether a frame cut short delivers the prefix that crossed by its cutoff.
+    partial: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -142,6 +147,7 @@ impl<'a> Planner<'a> {
         };
         Planner {
             backlog_price,
+            partial: ctx.partial_results,
             now: ctx.now,
             encoder,
             miss: -ctx.utility.miss_penalty,
@@ -195,6 +201,17 @@ impl<'a> Planner<'a> {
         let result = end + self.rtt + act.server_time;
         let (value, sent_until) = if result <= t.deadline {
             (act.accuracy, end)
+        } else if self.partial {
+            // The sender stops when the result could no longer come back in time; the server
+            // decodes the longest prefix that crossed by then.
+            let cutoff = (t.deadline - self.rtt - act.server_time).max(start);
+            let budget = cutoff - start;
+            let value = self.actions[1..a]
+                .iter()
+                .rev()
+                .find(|p| p.transfer <= budget)
+                .map_or(self.miss, |p| p.accuracy);
+            (value, cutoff)
         } else {
             (self.miss, end.min(t.deadline).max(start))
         };
@@ -270,7 +287,17 @@ impl Mpc {
             actions: Vec::new(),
             margin: None,
             encoder_s: f64::INFINITY,
+            bursts: false,
         }
+    }
+
+    /// Also plans "a first frame larger than the link sustains, then a sustainable action held":
+    /// a burst into the link's idle time, whose backlog the next decision sees and pays for.
+    /// When layer sizes grow steeply (the last layer of the detector codec is 2.6× the one
+    /// below) the sustainable stream leaves capacity unused that single larger frames can take.
+    pub fn with_bursts(mut self, bursts: bool) -> Self {
+        self.bursts = bursts;
+        self
     }
 
     /// Also treats the link as down when a frame's report is `slack_s` overdue (see
@@ -325,7 +352,16 @@ impl Mpc {
             ceiling: (local.accuracy.max(miss) - local_energy).max(miss),
             ceiling_upto: f64::NEG_INFINITY,
         });
+        // With partial results a frame may deliver a shorter prefix, which can be the more
+        // accurate one when accuracy dips with k: the ceiling takes the best prefix.
+        let mut best_prefix = f64::NEG_INFINITY;
         for (i, o) in frame.offload.iter().enumerate() {
+            best_prefix = best_prefix.max(o.accuracy);
+            let best = if ctx.partial_results {
+                best_prefix
+            } else {
+                o.accuracy
+            };
             let bits = o.bytes as f64 * 8.0;
             let overloads = o.bytes as f64 * 8.0 * fps > rate;
             self.actions.push(Action {
@@ -340,7 +376,7 @@ impl Mpc {
                 // decision must be sustainable (the base layer always is allowed).
                 holdable: i == 0 || !overloads,
                 ceiling: if bounded && o.device_energy_j >= 0.0 {
-                    (o.accuracy.max(miss) - w * o.device_energy_j).max(miss)
+                    (best.max(miss) - w * o.device_energy_j).max(miss)
                 } else {
                     f64::INFINITY
                 },
@@ -385,11 +421,17 @@ impl Mpc {
         // The rest of the plan sends at least as many layers as the first frame: with a flat
         // forecast, a plan that sends much now and little later would be re-planned identically
         // every frame and send much every frame, overloading the link. A first action above
-        // the last holdable one therefore has no plan.
+        // the last holdable one therefore has no plan, unless bursts are on: then it is
+        // followed by any holdable action, and the backlog it leaves is the next decision's.
         let last_holdable = self.actions.iter().rposition(|a| a.holdable).unwrap_or(0);
-        let previous = self.last_first.min(last_holdable);
+        let last_first = if self.bursts {
+            self.actions.len() - 1
+        } else {
+            last_holdable
+        };
+        let previous = self.last_first.min(last_first);
         // The previous first action, then the others in increasing order.
-        for index in 0..=last_holdable {
+        for index in 0..=last_first {
             let first = match index {
                 0 => previous,
                 i if i - 1 < previous => i - 1,
@@ -397,8 +439,10 @@ impl Mpc {
             };
             let mut m0 = start;
             let u0 = planner.step(&mut m0, 0, first);
+            // A burst is followed by any sustainable action.
+            let lowest_rest = if first > last_holdable { 0 } else { first };
             // Larger held actions first: they are usually the best and set the bound.
-            for rest in (first..=last_holdable).rev() {
+            for rest in (lowest_rest..=last_holdable).rev() {
                 let act = &self.actions[rest];
                 // No plan held with this action or a smaller one can win any more.
                 if !best.beaten_by(ceiling_sum(u0, act.ceiling_upto, horizon - 1), first) {
@@ -547,6 +591,14 @@ mod tests {
         let result = end + rtt + o.server_time;
         let (value, sent_until) = if result <= deadline {
             (o.accuracy, end)
+        } else if ctx.partial_results {
+            let cutoff = (deadline - rtt - o.server_time).max(start);
+            let value = frame.offload[..action - 1]
+                .iter()
+                .rev()
+                .find(|p| p.bytes as f64 * 8.0 / rate <= cutoff - start)
+                .map_or(miss, |p| p.accuracy);
+            (value, cutoff)
         } else {
             (miss, end.min(deadline).max(start))
         };
@@ -560,6 +612,7 @@ mod tests {
     #[allow(clippy::too_many_arguments)]
     fn reference_first(
         horizon: u32,
+        bursts: bool,
         frame: &FrameOptions,
         ctx: &Context<'_>,
         rate: f64,
@@ -595,7 +648,9 @@ mod tests {
         for first in 0..actions {
             let mut m0 = start;
             let u0 = reference_step(&mut m0, frame, ctx, 0, first, rate, rtt, w);
-            for rest in first..actions {
+            // A first action the link cannot sustain is followed by any that it can (bursts).
+            let lowest = if bursts && overloads(first) { 0 } else { first };
+            for rest in lowest..actions {
                 if overloads(rest) {
                     continue;
                 }
@@ -695,7 +750,9 @@ mod tests {
                 radio_state: &radio_state,
                 frame_interval: interval,
                 default_rtt: 0.05,
+                partial_results: rng.unit() < 0.7,
             };
+            let bursts = rng.unit() < 0.5;
             let rate = 10f64.powf(rng.range(4.0, 8.0));
             let rtt = rng.range(0.01, 0.15);
             let w = utility.energy_weight(device.effective_battery());
@@ -705,12 +762,12 @@ mod tests {
                 radio_last: radio_state.last_active_end.unwrap_or(f64::NEG_INFINITY),
             };
             let horizon = 1 + (rng.unit() * 7.0) as u32;
-            let mut mpc = Mpc::new(horizon, 1.0, 0.2);
+            let mut mpc = Mpc::new(horizon, 1.0, 0.2).with_bursts(bursts);
             // Any previous first action: it only changes the search order.
             mpc.last_first = (rng.unit() * 10.0) as usize;
             let encoder = (ctx.now - frame.captured_at).max(0.0);
             let got = mpc.best_first(&frame, &ctx, encoder, rate, rtt, w, start);
-            let want = reference_first(horizon, &frame, &ctx, rate, rtt, w, start);
+            let want = reference_first(horizon, bursts, &frame, &ctx, rate, rtt, w, start);
             chosen[want] += 1;
             if got != want {
                 disagreements.push((case, got, want));

@@ -163,6 +163,7 @@ mod tests {
             radio_state: &radio_state,
             frame_interval: 1.0 / 30.0,
             default_rtt: 0.05,
+            partial_results: true,
         };
         prober.fresh_estimate(&frame(now), &ctx)
     }

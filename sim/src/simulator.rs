@@ -587,7 +587,12 @@ pub fn simulate_records(
     with_capacity: bool,
     mut on_frame: impl FnMut(&FrameRecord),
 ) -> Summary {
-    let mut controller = Controller::new(config.controller.clone(), policy);
+    // The policies model the sender this run simulates.
+    let controller_config = ControllerConfig {
+        partial_results: config.partial_results,
+        ..config.controller.clone()
+    };
+    let mut controller = Controller::new(controller_config, policy);
     let setup = RunSetup::new(trace, profile, config);
     let mut state = SimState::new(trace, config);
     let mut pending = Pending::default();

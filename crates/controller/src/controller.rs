@@ -27,6 +27,10 @@ pub struct ControllerConfig {
     pub default_rtt: f64,
     /// Weight of a new loss-rate sample in the loss EWMA.
     pub loss_smoothing: f64,
+    /// Whether the sender delivers partial results: it stops sending a frame when its result
+    /// could no longer come back in time (deadline − RTT − server time) and the server decodes
+    /// the complete layers that arrived. Policies that model the link use it.
+    pub partial_results: bool,
 }
 
 impl Default for ControllerConfig {
@@ -38,6 +42,7 @@ impl Default for ControllerConfig {
             frame_interval: 1.0 / 30.0,
             default_rtt: 0.05,
             loss_smoothing: 0.125,
+            partial_results: true,
         }
     }
 }
@@ -151,6 +156,7 @@ impl Controller {
             radio_state: &self.radio_state,
             frame_interval: self.config.frame_interval,
             default_rtt: self.config.default_rtt,
+            partial_results: self.config.partial_results,
         };
         match self.policy.decide(frame, &ctx) {
             Decision::Offload { layers } if frame.option(layers).is_none() => Decision::Local,

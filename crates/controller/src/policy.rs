@@ -27,6 +27,9 @@ pub struct Context<'a> {
     pub frame_interval: f64,
     /// RTT to assume before any RTT sample (seconds).
     pub default_rtt: f64,
+    /// Whether a frame cut short delivers the prefix that arrived
+    /// ([`crate::ControllerConfig::partial_results`]).
+    pub partial_results: bool,
 }
 
 /// Chooses, for each frame, between local execution and offloading a prefix of layers.
