@@ -51,6 +51,10 @@ pub enum PolicyConfig {
         /// `probe_after_s` without a sample).
         #[serde(default)]
         stall_slack_s: Option<f64>,
+        /// Ceiling of the probe interval, which doubles after each probe that brings no
+        /// sample (s; absent: a probe every `probe_after_s`).
+        #[serde(default)]
+        probe_backoff_max_s: Option<f64>,
         /// Also run locally whenever the local path's value per frame of CPU time beats the
         /// chosen offload (absent: local only when nothing arrives in time, the rule).
         #[serde(default)]
@@ -72,6 +76,10 @@ pub enum PolicyConfig {
         /// `probe_after_s` without a sample).
         #[serde(default)]
         stall_slack_s: Option<f64>,
+        /// Ceiling of the probe interval, which doubles after each probe that brings no
+        /// sample (s; absent: a probe every `probe_after_s`).
+        #[serde(default)]
+        probe_backoff_max_s: Option<f64>,
         /// Also plan a first frame larger than the link sustains, followed by smaller ones
         /// (absent: every plan's later frames send at least as much as the first).
         #[serde(default)]
@@ -121,11 +129,13 @@ impl PolicyConfig {
                 probe_after_s,
                 adaptive,
                 stall_slack_s,
+                probe_backoff_max_s,
                 local_by_value,
             } => Box::new(
                 DeadlineAware::new(z, margin_s, sustain, probe_after_s)
                     .with_margin(adaptive.map(|a| a.build(z)))
                     .with_stall_detection(stall_slack_s)
+                    .with_probe_backoff(probe_backoff_max_s)
                     .with_local_by_value(local_by_value),
             ),
             PolicyConfig::Mpc {
@@ -134,11 +144,13 @@ impl PolicyConfig {
                 probe_after_s,
                 adaptive,
                 stall_slack_s,
+                probe_backoff_max_s,
                 bursts,
             } => Box::new(
                 Mpc::new(horizon, z, probe_after_s)
                     .with_margin(adaptive.map(|a| a.build(z)))
                     .with_stall_detection(stall_slack_s)
+                    .with_probe_backoff(probe_backoff_max_s)
                     .with_bursts(bursts),
             ),
             PolicyConfig::EnergyAware {

@@ -62,6 +62,13 @@ impl DeadlineAware {
         self
     }
 
+    /// Backs off probing on a link that does not answer, up to `max_s` between probes
+    /// (see [`Prober::with_backoff`]).
+    pub fn with_probe_backoff(mut self, max_s: Option<f64>) -> Self {
+        self.prober = self.prober.with_backoff(max_s);
+        self
+    }
+
     /// Also treats the link as down when a frame's report is `slack_s` overdue (see
     /// [`Prober::with_stall_detection`]).
     pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {

@@ -21,9 +21,19 @@ use crate::timing::local_result_at;
 /// passed. In a blockage or an on/off outage this notices the dead link after a frame's
 /// expected report time plus the slack, instead of after `after_s` without any sample (which
 /// has to exceed the normal report delay of a busy link).
+///
+/// Optionally ([`Prober::with_backoff`]) the interval between probes doubles after each probe
+/// that brought no fresh sample, up to a ceiling, and falls back to `after_s` when the link
+/// answers: on links that are off most of the time (application-limited downlink series, long
+/// blockages) a probe every `after_s` is a frame lost every few frames, where the local path
+/// would have delivered it.
 #[derive(Debug, Clone)]
 pub struct Prober {
     after_s: f64,
+    /// The current interval between probes (`after_s` unless backing off).
+    interval_s: f64,
+    /// Ceiling of the interval (`after_s`: no backoff).
+    backoff_max_s: f64,
     last_probe: f64,
     stall_slack_s: Option<f64>,
     /// Frames sent and not yet reported: `(frame, sent at, bytes)`, oldest first.
@@ -38,6 +48,8 @@ impl Prober {
     pub fn new(after_s: f64) -> Self {
         Prober {
             after_s: after_s.max(0.0),
+            interval_s: after_s.max(0.0),
+            backoff_max_s: after_s.max(0.0),
             last_probe: f64::NEG_INFINITY,
             stall_slack_s: None,
             unreported: VecDeque::new(),
@@ -48,6 +60,13 @@ impl Prober {
     /// expected report time (`None`: only after `after_s` without a sample).
     pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {
         self.stall_slack_s = slack_s.map(|s| s.max(0.0));
+        self
+    }
+
+    /// Doubles the interval between probes after each one that brings no fresh sample, up to
+    /// `max_s` (`None` or a value below `after_s`: a constant interval).
+    pub fn with_backoff(mut self, max_s: Option<f64>) -> Self {
+        self.backoff_max_s = max_s.map_or(self.after_s, |m| m.max(self.after_s));
         self
     }
 
@@ -97,10 +116,23 @@ impl Prober {
         ctx: &Context<'_>,
     ) -> Result<Estimate, Decision> {
         match ctx.estimates.throughput {
-            Some(e) if e.age(ctx.now) <= self.after_s && !self.stalled(&e, frame, ctx) => Ok(e),
-            _ if ctx.now - self.last_probe >= self.after_s
+            Some(e) if e.age(ctx.now) <= self.after_s && !self.stalled(&e, frame, ctx) => {
+                self.interval_s = self.after_s;
+                Ok(e)
+            }
+            _ if ctx.now - self.last_probe >= self.interval_s
                 || local_result_at(ctx, frame) > frame.deadline =>
             {
+                // A sample that came after the previous probe answered it: back to `after_s`.
+                let answered = ctx
+                    .estimates
+                    .throughput
+                    .is_some_and(|e| ctx.now - e.age(ctx.now) > self.last_probe);
+                self.interval_s = if answered {
+                    self.after_s
+                } else {
+                    (self.interval_s * 2.0).min(self.backoff_max_s)
+                };
                 self.last_probe = ctx.now;
                 Err(Decision::Offload { layers: 1 })
             }
@@ -139,12 +171,21 @@ mod tests {
 
     /// The decision of `prober` at `now` with a 1 Mbit/s estimate sampled at 1.0 s.
     fn decide(prober: &mut Prober, now: f64) -> Result<Estimate, Decision> {
+        decide_sampled(prober, now, 1.0)
+    }
+
+    /// The decision of `prober` at `now` with a 1 Mbit/s estimate sampled at `sampled_at`.
+    fn decide_sampled(
+        prober: &mut Prober,
+        now: f64,
+        sampled_at: f64,
+    ) -> Result<Estimate, Decision> {
         let estimates = Estimates {
             throughput: Some(Estimate {
                 bps: 1e6,
                 std_bps: 0.0,
                 samples: 10,
-                last_sample_at: 1.0,
+                last_sample_at: sampled_at,
             }),
             ..Estimates::default()
         };
@@ -197,5 +238,55 @@ mod tests {
         };
         stall.observe(1.13, &Observation::Delivered { frame: 8, sample });
         assert!(decide(&mut stall, 1.14).is_ok());
+    }
+
+    /// The times at which `prober` probes, deciding every frame from `from` to `to` (s) with
+    /// the last sample taken at `sampled_at`.
+    fn probes(prober: &mut Prober, from: f64, to: f64, sampled_at: f64) -> Vec<f64> {
+        let mut at = Vec::new();
+        let mut now = from;
+        while now < to {
+            if decide_sampled(prober, now, sampled_at) == Err(Decision::Offload { layers: 1 }) {
+                at.push(now);
+            }
+            now += 1.0 / 30.0;
+        }
+        at
+    }
+
+    #[test]
+    fn unanswered_probes_back_off_to_the_ceiling_and_an_answer_resets_them() {
+        let mut plain = Prober::new(0.2);
+        let mut backoff = Prober::new(0.2).with_backoff(Some(0.8));
+        // The link went silent after a sample at 1.0 s.
+        let gaps = |t: &[f64]| t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>();
+        let steady = gaps(&probes(&mut plain, 1.3, 5.0, 1.0));
+        assert!(
+            steady.iter().all(|&g| (0.19..0.24).contains(&g)),
+            "{steady:?}"
+        );
+        let t = probes(&mut backoff, 1.3, 5.0, 1.0);
+        let g = gaps(&t);
+        // 0.2 after the first probe, then 0.4, then the ceiling (each rounded up to a frame).
+        assert!((0.19..0.24).contains(&g[0]), "{g:?}");
+        assert!((0.39..0.44).contains(&g[1]), "{g:?}");
+        assert!(g[2..].iter().all(|&g| (0.79..0.84).contains(&g)), "{g:?}");
+        // 6 probes in 3.7 s instead of 17.
+        assert!(
+            t.len() * 2 < steady.len() + 1,
+            "{} vs {} probes",
+            t.len(),
+            steady.len() + 1
+        );
+        // A sample after the last probe: the link answered, fresh estimates flow again, and
+        // when it goes silent once more the first probe comes after `after_s`, not the ceiling.
+        let last = *t.last().unwrap();
+        let answer = last + 0.1;
+        assert!(decide_sampled(&mut backoff, answer + 0.01, answer).is_ok());
+        let again = probes(&mut backoff, answer + 0.2, answer + 1.0, answer);
+        assert!(
+            again[0] - answer < 0.25 && again[1] - again[0] < 0.44,
+            "{again:?}"
+        );
     }
 }
