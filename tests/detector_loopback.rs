@@ -95,6 +95,7 @@ async fn run(
         },
         profile: profile.clone(),
         sensor_interval: Duration::from_secs(1),
+        partial_results: true,
     };
     let mut results = Results::default();
     let out = run_loopback(

@@ -99,6 +99,7 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         controller: config.controller.clone(),
         profile: profile.clone(),
         sensor_interval: std::time::Duration::from_secs(1),
+        partial_results: config.partial_results,
     };
     let policy = offload_policies::load_preset("deadline-aware")
         .unwrap()

@@ -23,4 +23,4 @@ pub use battery::{BatteryReading, BatterySource, SimulatedBattery, SysfsBattery}
 pub use cpu::CpuMonitor;
 pub use model::{DeviceFrame, DeviceModel, ModelFailure};
 pub use result::{DetectedObject, Prediction, ResultError, TaskResult};
-pub use run::{AgentConfig, AgentError, AgentEvents, run_agent};
+pub use run::{AgentConfig, AgentError, AgentEvents, CutPlan, ServerHold, run_agent, send_window};

@@ -11,7 +11,9 @@ use offload_controller::{
 };
 use offload_sim::record::SummaryBuilder;
 use offload_sim::{FrameRecord, Summary};
-use offload_transport::{AgentClient, FrameHeader, FrameReply, TransportError, WireOverhead};
+use offload_transport::{
+    AgentClient, FrameHeader, FrameReply, SendWindow, TransportError, WireOverhead,
+};
 use tokio::sync::mpsc;
 
 use crate::battery::BatterySource;
@@ -32,6 +34,11 @@ pub struct AgentConfig {
     pub profile: Profile,
     /// Time between battery and CPU readings.
     pub sensor_interval: Duration,
+    /// Partial results: an offloaded frame's upload ends when its result could no longer come
+    /// back in time (deadline − propagation RTT − the server's time for the planned layers),
+    /// and a frame answered from fewer layers by its deadline counts with those layers. When
+    /// off, the upload runs until the deadline itself, as before (see [`send_window`]).
+    pub partial_results: bool,
 }
 
 /// Why the agent stopped.
@@ -148,7 +155,12 @@ pub async fn run_agent<M: DeviceModel>(
     tracing::info!("battery: {}", battery.describe());
     let epoch = client.as_ref().map_or_else(Instant::now, |c| c.epoch());
     let now = move || epoch.elapsed().as_secs_f64();
-    let mut controller = Controller::new(config.controller.clone(), policy);
+    // The policies model the sender this run is.
+    let controller_config = ControllerConfig {
+        partial_results: config.partial_results,
+        ..config.controller.clone()
+    };
+    let mut controller = Controller::new(controller_config, policy);
     let start = now();
     if client.is_none() {
         feed(
@@ -173,6 +185,9 @@ pub async fn run_agent<M: DeviceModel>(
     let mut tasks = Vec::new();
     let mut next_sensor = 0.0;
     let mut last_loss = (0u64, 0u64, 0u64);
+    // The connection's minimum RTT, for the cutoff before the first reply's RTT sample.
+    let mut path_min_rtt = 0.0;
+    let mut hold = ServerHold::default();
     let n = inputs.len();
 
     for (i, (input, label)) in inputs.into_iter().enumerate() {
@@ -183,6 +198,9 @@ pub async fn run_agent<M: DeviceModel>(
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
         while let Ok(o) = rx.try_recv() {
+            if let Some(reply) = &o.reply {
+                hold.observe(reply, &config.profile);
+            }
             o.deliver(&mut controller, events, start, &mut records);
         }
         let t = now();
@@ -213,6 +231,7 @@ pub async fn run_agent<M: DeviceModel>(
             if let Some(c) = &client
                 && let Some(p) = c.path_stats().await
             {
+                path_min_rtt = p.min_rtt;
                 let (lost, sent, congestion) = last_loss;
                 feed(
                     &mut controller,
@@ -310,8 +329,17 @@ pub async fn run_agent<M: DeviceModel>(
                     codec_header: frame.header.clone(),
                 };
                 let layers_out: Vec<Bytes> = frame.layers[..k].to_vec();
-                let remaining = Duration::from_secs_f64((captured + deadline_s - now()).max(0.0));
-                let accuracy_expected = options.accuracy_of(decision);
+                let estimates = controller.estimates();
+                let plan = CutPlan {
+                    deadline: captured + deadline_s,
+                    rtt: estimates.rtt.map_or(path_min_rtt, |r| r.min),
+                    server_time: options.offload[k - 1].server_time + hold.beyond_profile(),
+                    first_packet_bytes: wire_bytes.min(overhead.max_udp_payload),
+                    rate_bps: estimates.throughput.map(|e| e.bps),
+                };
+                let window = send_window(&plan, config.partial_results, epoch);
+                let accuracy_expected: Vec<f64> =
+                    options.offload[..k].iter().map(|o| o.accuracy).collect();
                 // Promotion and marginal tail now; the active part once the transfer's duration
                 // is known from the server's receive times.
                 let radio_energy = radio.predict_uplink_j(&radio_state, decided_at, 0.0, 0.0);
@@ -322,7 +350,8 @@ pub async fn run_agent<M: DeviceModel>(
                     features: frame.features,
                     header,
                     layers: layers_out,
-                    remaining,
+                    window,
+                    sizes: sizes[..k].to_vec(),
                     base: FrameRecord {
                         bytes,
                         energy_j: base.energy_j + radio_energy,
@@ -449,10 +478,13 @@ struct OffloadTask<M: DeviceModel> {
     features: M::Features,
     header: FrameHeader,
     layers: Vec<Bytes>,
-    remaining: Duration,
+    window: SendWindow,
+    /// Payload bytes of the first `j` layers, `j = 1..=k`.
+    sizes: Vec<u64>,
     base: FrameRecord,
     label: Option<u32>,
-    accuracy_expected: f64,
+    /// The profile's accuracy when the server decodes `j` layers, `j = 1..=k`.
+    accuracy_expected: Vec<f64>,
     /// Uplink bytes the controller was told this frame would take.
     wire_bytes: u64,
     start: f64,
@@ -472,7 +504,7 @@ impl<M: DeviceModel> OffloadTask<M> {
         let frame = self.header.frame_id;
         let result = self
             .client
-            .send_frame(self.header.clone(), self.layers.clone(), self.remaining)
+            .send_frame_within(self.header.clone(), self.layers.clone(), self.window)
             .await;
         let now = self.epoch.elapsed().as_secs_f64();
         let mut observations = Vec::new();
@@ -544,14 +576,25 @@ impl<M: DeviceModel> OffloadTask<M> {
                 }
             };
         let done = self.epoch.elapsed().as_secs_f64();
+        let planned = self.accuracy_expected.len();
+        // A frame the server answered from a shorter prefix than planned (cut short, with
+        // partial results) counts with those layers: their bytes and their expected accuracy.
+        // A local fallback (no layers used) keeps the planned frame's.
+        let used = usize::from(layers_used).clamp(1, planned.max(1));
+        let mut base = self.base;
+        if layers_used > 0 && used < planned {
+            base.layers = used as u32;
+            base.bytes = self.sizes.get(used - 1).copied().unwrap_or(base.bytes);
+        }
+        let expected = self.accuracy_expected.get(used - 1).copied().unwrap_or(0.0);
         let mut record = finished(
-            self.base,
+            base,
             done,
             self.captured,
             self.start,
             self.deadline_s,
             result.correct_for(self.label),
-            self.accuracy_expected,
+            expected,
             energy,
             &self.utility,
             self.level,
@@ -580,13 +623,21 @@ impl<M: DeviceModel> OffloadTask<M> {
         }
         let client = self.client.clone();
         let flag = self.reconnecting.clone();
-        let tx = self.tx.clone();
+        // Weak: the run's end waits for every strong sender, and a reconnect that keeps
+        // failing (up to 20 rounds of backed-off attempts) must not hold it up.
+        let tx = self.tx.downgrade();
         let epoch = self.epoch;
         tokio::spawn(async move {
             // Bounded: each call makes a bounded series of attempts with backoff.
             for _ in 0..20 {
+                if tx.strong_count() == 0 {
+                    break;
+                }
                 if client.reconnect().await.is_ok() {
                     let at = epoch.elapsed().as_secs_f64();
+                    let Some(tx) = tx.upgrade() else {
+                        break;
+                    };
                     let _ = tx.send(Outcome {
                         record: None,
                         observations: vec![(at, Observation::ServerReachable)],
@@ -598,6 +649,113 @@ impl<M: DeviceModel> OffloadTask<M> {
             }
             flag.store(false, Ordering::SeqCst);
         });
+    }
+}
+
+/// What the cutoff of an offloaded frame depends on, on the agent's clock (seconds since the
+/// client's epoch).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CutPlan {
+    /// The frame's result deadline.
+    pub deadline: f64,
+    /// The propagation round trip (the smallest RTT sample seen).
+    pub rtt: f64,
+    /// The server's time for the planned layers: the profile's plus the hold measured beyond
+    /// it ([`ServerHold`]).
+    pub server_time: f64,
+    /// Bytes of the frame's first packet on the link.
+    pub first_packet_bytes: u64,
+    /// The controller's uplink rate estimate, if it has one.
+    pub rate_bps: Option<f64>,
+}
+
+impl CutPlan {
+    /// The last moment bytes may leave the device and still be answered by the deadline:
+    /// deadline − RTT − server time (the simulator's rule).
+    pub fn cutoff(&self) -> f64 {
+        self.deadline - self.rtt - self.server_time
+    }
+
+    /// How much later than one propagation delay after sending the server sees the frame's
+    /// first byte: the serialisation of its first packet at the estimated rate (0 without an
+    /// estimate). The server counts the upload budget from that first byte, so the agent
+    /// announces its budget shorter by this much.
+    pub fn first_packet_delay(&self) -> f64 {
+        self.rate_bps
+            .filter(|r| *r > 0.0)
+            .map_or(0.0, |r| self.first_packet_bytes as f64 * 8.0 / r)
+    }
+}
+
+/// When an offloaded frame's sending ends. With partial results the server cuts the frame at
+/// the cutoff ([`CutPlan::cutoff`], as it will see it: shifted by the first packet's delay)
+/// and decodes the complete layers it has; the agent itself only resets what is left at the
+/// deadline, when nothing can be in time any more. The cut is the server's because a reset
+/// from the agent travels behind the frame's packets and, in quinn, discards whatever the
+/// server had received but not yet read (docs/protocol.md). Without partial results both are
+/// the deadline, as before.
+pub fn send_window(plan: &CutPlan, partial_results: bool, epoch: Instant) -> SendWindow {
+    let at = |t: f64| epoch + Duration::from_secs_f64(t.max(0.0));
+    let reset_at = at(plan.deadline);
+    if !partial_results {
+        return SendWindow {
+            server_cut: reset_at,
+            reset_at,
+        };
+    }
+    SendWindow {
+        server_cut: at(plan.cutoff() - plan.first_packet_delay()),
+        reset_at,
+    }
+}
+
+/// How much longer the server holds a frame than the profile says: from reading the last
+/// layer (or, for a frame it cut, from its cut) to writing the reply, less the profile's server
+/// time for the layers it decoded. The profile's server times are the handler's alone,
+/// measured on an idle host; the server also hands the frame to a blocking thread and back,
+/// and on a shared host all of it runs later: a cutoff that ignored this would have partial
+/// results arrive just after the deadline. Smoothed like TCP's RTT (RFC 6298), and the agent
+/// allows the mean plus twice the mean deviation, so that the jitter of a loaded host does not
+/// put half the cut frames just past their deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ServerHold {
+    /// Smoothed excess and its mean deviation, seconds.
+    smoothed: Option<(f64, f64)>,
+}
+
+impl ServerHold {
+    /// Takes the hold of one reply into account.
+    pub fn observe(&mut self, reply: &FrameReply, profile: &Profile) {
+        let j = reply.layers_received;
+        let Some(layer) = j.checked_sub(1).and_then(|i| profile.layers.get(i)) else {
+            return;
+        };
+        let from = if j < reply.layers_written {
+            // Cut: the server stopped waiting for the rest at the budget.
+            reply.budget
+        } else {
+            reply
+                .receipts
+                .last()
+                .map_or(reply.header_done, |r| r.last_byte)
+        };
+        let excess = (reply.reply_written - from - layer.server_time_s).max(0.0);
+        if !excess.is_finite() {
+            return;
+        }
+        self.smoothed = Some(match self.smoothed {
+            None => (excess, excess / 2.0),
+            Some((s, d)) => (
+                s + 0.125 * (excess - s),
+                d + 0.25 * ((excess - s).abs() - d),
+            ),
+        });
+    }
+
+    /// The allowance beyond the profile's server time, seconds: the smoothed excess plus twice
+    /// its mean deviation (0 before any reply).
+    pub fn beyond_profile(&self) -> f64 {
+        self.smoothed.map_or(0.0, |(s, d)| s + 2.0 * d)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quinn::{SendStream, VarInt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::auth::AuthToken;
 use crate::error::TransportError;
@@ -79,6 +79,18 @@ pub struct FrameHeader {
     pub codec_header: Bytes,
 }
 
+/// When a frame's sending ends (see [`AgentClient::send_frame_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendWindow {
+    /// The instant (agent's clock) up to which the server should read layers: the frame
+    /// announces `server_cut − send start` as its upload budget, which the server counts from
+    /// the frame's first byte. Layers complete by then are decoded; later ones are not waited
+    /// for.
+    pub server_cut: Instant,
+    /// The instant at which the agent resets whatever QUIC has not had acknowledged.
+    pub reset_at: Instant,
+}
+
 /// The server's answer to one frame, and what the agent learnt about the link from it.
 #[derive(Debug, Clone)]
 pub struct FrameReply {
@@ -90,6 +102,9 @@ pub struct FrameReply {
     pub layers_written: usize,
     /// Whether unsent data was cancelled at the deadline.
     pub cancelled: bool,
+    /// The upload budget the frame announced (`deadline_us`), seconds: the server stops
+    /// reading layers this long after the frame's first byte, in its receipts' time.
+    pub budget: f64,
     /// Complete layers the server received and decoded (a prefix of those sent).
     pub layers_received: usize,
     /// When each received layer arrived (server-relative seconds) and its record size.
@@ -487,12 +502,37 @@ impl AgentClient {
 
     /// Sends one frame: the header, then the layers in order, until `deadline` after the call;
     /// then cancels what is unsent and waits (up to `config.reply_timeout` more) for the reply.
+    /// The server reads layers for as long (from the frame's first byte).
     pub async fn send_frame(
         &self,
         header: FrameHeader,
         layers: Vec<Bytes>,
         deadline: Duration,
     ) -> Result<FrameReply, TransportError> {
+        let at = Instant::now() + deadline;
+        self.send_frame_within(
+            header,
+            layers,
+            SendWindow {
+                server_cut: at,
+                reset_at: at,
+            },
+        )
+        .await
+    }
+
+    /// Sends one frame within `window`: the server is asked to stop reading layers
+    /// `window.server_cut − send start` after the frame's first byte reached it and to decode
+    /// the complete layers it has by then; the agent resets what is still unacknowledged at
+    /// `window.reset_at`, and waits for the reply until `config.reply_timeout` after that.
+    pub async fn send_frame_within(
+        &self,
+        header: FrameHeader,
+        layers: Vec<Bytes>,
+        window: SendWindow,
+    ) -> Result<FrameReply, TransportError> {
+        let called = Instant::now();
+        let deadline = window.reset_at.saturating_duration_since(called);
         let frame_id = header.frame_id;
         let invalid = |reason: String| TransportError::InvalidFrame { frame_id, reason };
         let layer_count = u16::try_from(layers.len())
@@ -505,18 +545,9 @@ impl AgentClient {
         for layer in &layers {
             prefixes.push(wire::encode_layer_len(layer.len()).map_err(|e| invalid(e.to_string()))?);
         }
-        let fixed = FrameFixed {
-            frame_id,
-            model_id: header.model_id,
-            deadline_us: u32::try_from(deadline.as_micros()).unwrap_or(u32::MAX),
-            layer_count,
-            header_len,
-        };
-
-        let called = Instant::now();
         // A reconnect made for this frame must not outlive its deadline.
         let conn = self.connection(deadline).await?;
-        let deadline_at = called + deadline;
+        let deadline_at = window.reset_at;
         let (send, mut recv) = tokio::time::timeout_at(deadline_at.into(), conn.open_bi())
             .await
             .map_err(|_| TransportError::ReplyTimeout {
@@ -525,6 +556,14 @@ impl AgentClient {
             })?
             .map_err(|e| self.lost(e))?;
         let send_start = Instant::now();
+        let budget = window.server_cut.saturating_duration_since(send_start);
+        let fixed = FrameFixed {
+            frame_id,
+            model_id: header.model_id,
+            deadline_us: u32::try_from(budget.as_micros()).unwrap_or(u32::MAX),
+            layer_count,
+            header_len,
+        };
         let rtt = conn.rtt();
         let mut first = BytesMut::with_capacity(FRAME_FIXED_LEN + header.codec_header.len());
         first.extend_from_slice(&fixed.encode());
@@ -541,12 +580,14 @@ impl AgentClient {
             .as_millis();
         let _ = send.set_priority(-i32::try_from(deadline_ms).unwrap_or(i32::MAX));
         let written = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(Notify::new());
         let writer = tokio::spawn(write_frame(
             send,
             first.freeze(),
             records,
             deadline_at,
             written.clone(),
+            done.clone(),
         ));
 
         let reply_at = deadline_at + self.config.reply_timeout;
@@ -555,8 +596,8 @@ impl AgentClient {
         let cancelled = if writer.is_finished() {
             writer.await.unwrap_or(false)
         } else {
-            // The reply is in (or the wait is over): nothing the writer still does matters.
-            writer.abort();
+            // The reply is in (or the wait is over): the writer resets what is left.
+            done.notify_one();
             false
         };
         let bytes = match read {
@@ -674,6 +715,7 @@ impl AgentClient {
             payload: reply.payload,
             layers_written: written.load(Ordering::Relaxed),
             cancelled,
+            budget: f64::from(fixed.deadline_us) * 1e-6,
             layers_received: receipts.len(),
             receipts,
             header_done,
@@ -706,12 +748,18 @@ impl AgentClient {
 
 /// Writes the frame until done and acknowledged, or until the deadline, when whatever QUIC
 /// has not delivered yet is cancelled with a stream reset. Returns whether it cancelled.
+///
+/// When the server stops the stream (it cut the frame or rejected it) or the reply arrives
+/// first (`done`), the rest is reset too: quinn keeps sending data already written to a
+/// stream the peer stopped, and a dropped stream is finished, not reset, so without this the
+/// tail of a frame the server has cut would still take its time on the uplink.
 async fn write_frame(
     mut send: SendStream,
     first: Bytes,
     records: Vec<(Bytes, Bytes)>,
     deadline_at: Instant,
     written: Arc<AtomicUsize>,
+    done: Arc<Notify>,
 ) -> bool {
     let work = async {
         send.write_chunk(first).await?;
@@ -721,15 +769,24 @@ async fn write_frame(
             written.fetch_add(1, Ordering::Relaxed);
         }
         send.finish().map_err(|_| quinn::WriteError::ClosedStream)?;
-        // Completes once every byte is acknowledged; until then a reset can still cancel.
-        let _ = send.stopped().await;
-        Ok::<(), quinn::WriteError>(())
+        // Completes once every byte is acknowledged (`None`) or the server stopped the stream;
+        // until then a reset can still cancel.
+        let stopped = send.stopped().await;
+        Ok::<bool, quinn::WriteError>(matches!(stopped, Ok(Some(_))))
     };
-    match tokio::time::timeout_at(deadline_at.into(), work).await {
-        Ok(Ok(())) => false,
-        // The server stopped reading (it has what it wants, or rejected the frame).
-        Ok(Err(_)) => false,
-        Err(_) => {
+    let outcome = tokio::select! {
+        r = tokio::time::timeout_at(deadline_at.into(), work) => Some(r),
+        () = done.notified() => None,
+    };
+    match outcome {
+        Some(Ok(Ok(false))) => false,
+        // The server stopped reading (it has what it wants, or rejected the frame), or the
+        // reply is in: nothing more of this frame is wanted.
+        Some(Ok(Ok(true) | Err(_))) | None => {
+            let _ = send.reset(codes::CANCELLED);
+            false
+        }
+        Some(Err(_)) => {
             let _ = send.reset(codes::CANCELLED);
             true
         }

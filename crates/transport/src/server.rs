@@ -37,8 +37,10 @@ pub struct ServerLimits {
     pub auth_timeout: Duration,
     /// Time a frame's fixed header and codec header have to arrive.
     pub header_timeout: Duration,
-    /// Extra time after a frame's deadline before the server stops waiting for layers (covers
-    /// the one-way delay of data already sent at the deadline).
+    /// Extra time after a frame's upload budget (counted from its first byte) before the
+    /// server stops waiting for layers. Zero by default: the agent announces the budget after
+    /// which a result could no longer reach it in time, so the server is the one that cuts
+    /// the frame and decodes the complete layers it has (partial results, docs/protocol.md).
     pub deadline_grace: Duration,
     /// Close a connection after this long without any packet.
     pub idle_timeout: Duration,
@@ -58,7 +60,7 @@ impl Default for ServerLimits {
                 .unwrap_or(2),
             auth_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(5),
-            deadline_grace: Duration::from_millis(500),
+            deadline_grace: Duration::ZERO,
             idle_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(10),
         }

@@ -319,6 +319,7 @@ pub fn agent_config(sim: &SimConfig, profile: &Profile) -> AgentConfig {
         controller: sim.controller.clone(),
         profile: profile.clone(),
         sensor_interval: Duration::from_secs(1),
+        partial_results: sim.partial_results,
     }
 }
 
