@@ -62,6 +62,10 @@ pub struct Args {
     /// Output folder: one subfolder per trace, and summary.md / summary.json over all.
     #[arg(long, default_value = "out/compare")]
     out: PathBuf,
+    /// Give the simulator the profile's processing times as they are, instead of the ones this
+    /// run measured (capture to decision, the server's hold; see `Overheads`).
+    #[arg(long)]
+    profile_times_only: bool,
     /// Run settings (`--duration` defaults to 60 s here).
     #[command(flatten)]
     settings: SimSettings,
@@ -94,6 +98,75 @@ struct TraceResult {
     sample_error: SampleError,
     /// Where the emulated run's time went besides the link.
     timing: Timing,
+    /// The processing times the simulator was given.
+    sim_overheads: Overheads,
+}
+
+/// Processing times measured on the emulated run and given to the simulator through the
+/// profile copy it runs with: the profile's are the encoder's and the handler's alone, measured
+/// on an idle host, while the real agent takes longer from capture to decision (the frame
+/// loop's wake-up and the rest of its work) and the server holds a frame longer than its
+/// handler runs (the hand-off to a blocking thread and back, and the reply).
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Overheads {
+    /// Median capture-to-decision of the emulated frames, seconds: the simulator's encoder
+    /// time.
+    decide_s: f64,
+    /// Median of the server's hold (last layer read to reply written) less the profile's
+    /// server time for the layers decoded, over frames that arrived whole, seconds: added to
+    /// every layer count's server time.
+    server_extra_s: f64,
+}
+
+impl Overheads {
+    /// The profile's own times.
+    fn none(profile: &Profile) -> Self {
+        Self {
+            decide_s: profile.device.encoder_time_s,
+            server_extra_s: 0.0,
+        }
+    }
+
+    fn measure(records: &[FrameRecord], replies: &[(u64, FrameReply)], profile: &Profile) -> Self {
+        let decide: Vec<f64> = records
+            .iter()
+            .filter(|r| r.decision != "skipped")
+            .map(|r| r.decided_at - r.captured_at)
+            .collect();
+        let extra: Vec<f64> = replies
+            .iter()
+            .filter(|(_, r)| r.layers_received >= r.layers_written && r.layers_received > 0)
+            .filter_map(|(_, r)| {
+                let layer = profile.layers.get(r.layers_received - 1)?;
+                let last = r.receipts.last().map_or(r.header_done, |l| l.last_byte);
+                Some(r.reply_written - last - layer.server_time_s)
+            })
+            .collect();
+        let none = Self::none(profile);
+        Self {
+            decide_s: median(decide).unwrap_or(none.decide_s),
+            server_extra_s: median(extra).map_or(0.0, |e| e.max(0.0)),
+        }
+    }
+
+    /// A copy of `profile` with these times.
+    fn apply(&self, profile: &Profile) -> Profile {
+        let mut p = profile.clone();
+        p.device.encoder_time_s = self.decide_s;
+        for layer in &mut p.layers {
+            layer.server_time_s += self.server_extra_s;
+        }
+        p
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
 }
 
 /// Processing times of the emulated run that the simulator models with the profile's times.
@@ -157,7 +230,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             trace.mean_bps() / 1e6,
             args.policy
         );
-        let sim_records = simulate_rows(&trace, &profile, &wire_rows[..n], &args.policy, &config)?;
         let (mut emu, log) = emulate(
             &args,
             &trace,
@@ -166,20 +238,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             inputs[..n].to_vec(),
             &config,
         )?;
+        // The simulator charges the processing times the emulated run measured.
+        let overheads = if args.profile_times_only {
+            Overheads::none(&profile)
+        } else {
+            Overheads::measure(&emu.records, &log.replies, &profile)
+        };
+        let sim_profile = overheads.apply(&profile);
+        println!(
+            "  measured: capture to decision {:.2} ms (profile's encoder {:.2} ms), server hold beyond the profile {:.2} ms{}",
+            overheads.decide_s * 1e3,
+            profile.device.encoder_time_s * 1e3,
+            overheads.server_extra_s * 1e3,
+            if args.profile_times_only {
+                " (not given to the simulator: --profile-times-only)"
+            } else {
+                ""
+            }
+        );
+        let sim_records =
+            simulate_rows(&trace, &sim_profile, &wire_rows[..n], &args.policy, &config)?;
         for r in &mut emu.records {
             // For analysis only; the agent never sees the trace.
             r.capacity_bps = trace.capacity_at(r.decided_at);
         }
-        let result = analyse(
+        let mut result = analyse(
             &args,
             &trace,
-            &profile,
+            &sim_profile,
             &wire_rows[..n],
             &config,
             &sim_records,
             &emu,
             &log,
         )?;
+        result.sim_overheads = overheads;
         write_run(
             &out,
             &sim_records,
@@ -251,6 +344,7 @@ impl AgentEvents for Log {
 struct EmulatedLog {
     observations: Vec<(f64, Observation)>,
     services: Vec<FrameService>,
+    replies: Vec<(u64, FrameReply)>,
 }
 
 fn emulate(
@@ -304,6 +398,7 @@ fn emulate(
         EmulatedLog {
             observations,
             services,
+            replies: log.replies,
         },
     ))
 }
@@ -395,6 +490,7 @@ fn analyse(
         emulator_queue_drops: emu.emulator.uplink.queue_drops,
         start_skew_s: emu.start_skew_s,
         sample_error: SampleError::of(&emulated.services, &emu.uplink_packets),
+        sim_overheads: Overheads::none(profile),
         timing: Timing {
             decide_ms: Spread::of(
                 decided
@@ -625,6 +721,15 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
             c.emu.mean_layers,
             1e3 * c.sim.latency_p95,
             1e3 * c.emu.latency_p95,
+        ));
+    }
+    s.push_str("\nProcessing times the simulator was given (measured on the emulated run unless `--profile-times-only`): capture to decision (the simulator's encoder time) and the server's hold beyond the profile's server time, medians.\n\n| trace | capture to decision (ms) | server hold beyond the profile (ms) |\n|---|---|---|\n");
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.2} |\n",
+            r.trace,
+            1e3 * r.sim_overheads.decide_s,
+            1e3 * r.sim_overheads.server_extra_s
         ));
     }
     s.push_str(&format!(
