@@ -765,3 +765,132 @@ fn parse(reply: &FrameReply) -> Result<TaskResult, TransportError> {
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offload_transport::LayerReceipt;
+
+    fn plan() -> CutPlan {
+        CutPlan {
+            deadline: 10.2,
+            rtt: 0.05,
+            server_time: 0.002,
+            first_packet_bytes: 875,
+            rate_bps: Some(140e3),
+        }
+    }
+
+    #[test]
+    fn the_cutoff_leaves_a_round_trip_and_the_server_time_before_the_deadline() {
+        let p = plan();
+        assert!((p.cutoff() - 10.148).abs() < 1e-12);
+        // 875 B at 140 kbit/s: 50 ms of serialisation before the server sees the first byte.
+        assert!((p.first_packet_delay() - 0.05).abs() < 1e-12);
+        let unknown = CutPlan {
+            rate_bps: None,
+            ..p
+        };
+        assert_eq!(unknown.first_packet_delay(), 0.0);
+    }
+
+    #[test]
+    fn with_partial_results_the_server_cuts_early_and_the_agent_resets_at_the_deadline() {
+        let epoch = Instant::now();
+        let p = plan();
+        let at = |t: f64| epoch + Duration::from_secs_f64(t);
+        let on = send_window(&p, true, epoch);
+        assert_eq!(on.reset_at, at(10.2));
+        let cut = on.server_cut.duration_since(epoch).as_secs_f64();
+        assert!((cut - (10.148 - 0.05)).abs() < 1e-6, "{cut}");
+        let off = send_window(&p, false, epoch);
+        assert_eq!(off.server_cut, at(10.2));
+        assert_eq!(off.reset_at, at(10.2));
+    }
+
+    fn reply(written: usize, received: usize, last_byte: f64, reply_written: f64) -> FrameReply {
+        let receipts = (0..received)
+            .map(|i| LayerReceipt {
+                bytes: 100,
+                first_byte: last_byte * i as f64 / received as f64,
+                last_byte: last_byte * (i + 1) as f64 / received as f64,
+            })
+            .collect();
+        FrameReply {
+            frame_id: 1,
+            payload: Vec::new(),
+            layers_written: written,
+            cancelled: false,
+            budget: 0.1,
+            layers_received: received,
+            receipts,
+            header_done: 0.0,
+            handler_time: 0.001,
+            reply_written,
+            send_start: 0.0,
+            round_trip: 0.0,
+            train_sample: None,
+            end_to_end_sample: None,
+            reply_received: 0.0,
+            propagation_rtt: 0.05,
+            wire_bytes_received: 0,
+            arrival: 0.0,
+            link_sample: None,
+        }
+    }
+
+    #[test]
+    fn the_hold_allowance_follows_the_servers_excess_over_the_profile() {
+        let profile = Profile::parse(PROFILE, std::path::Path::new("test.toml")).unwrap();
+        let server_time = profile.layers[1].server_time_s;
+        let mut hold = ServerHold::default();
+        assert_eq!(hold.beyond_profile(), 0.0);
+        // Whole frames: held 3 ms beyond the profile after the last layer.
+        for _ in 0..50 {
+            hold.observe(&reply(2, 2, 0.04, 0.04 + server_time + 0.003), &profile);
+        }
+        let steady = hold.beyond_profile();
+        assert!((steady - 0.003).abs() < 2e-4, "{steady}");
+        // A frame the server cut counts from the cut (its budget), not from its last layer.
+        hold.observe(&reply(2, 1, 0.02, 0.1 + server_time + 0.003), &profile);
+        assert!((hold.beyond_profile() - steady).abs() < 2e-4);
+        // Jitter widens the allowance beyond the mean.
+        for i in 0..50 {
+            let excess = if i % 2 == 0 { 0.001 } else { 0.005 };
+            hold.observe(&reply(2, 2, 0.04, 0.04 + server_time + excess), &profile);
+        }
+        assert!(hold.beyond_profile() > 0.004, "{}", hold.beyond_profile());
+    }
+
+    const PROFILE: &str = r#"
+format = "offload-profile"
+version = 1
+name = "test"
+illustrative = true
+description = "two layers"
+
+[device]
+compute_power_w = 1.0
+encoder_time_s = 0.003
+
+[local]
+time_s = 0.001
+accuracy = 0.9
+
+[[layers]]
+k = 1
+accuracy = 0.8
+bytes_median = 200.0
+bytes_sigma = 0.1
+device_time_s = 0.0002
+server_time_s = 0.0003
+
+[[layers]]
+k = 2
+accuracy = 0.85
+bytes_median = 400.0
+bytes_sigma = 0.1
+device_time_s = 0.0004
+server_time_s = 0.0005
+"#;
+}
