@@ -45,7 +45,10 @@ impl TrainConfig {
         Self {
             seed: 17,
             batch_size: 128,
-            stage_images: [160_000, 24_000, 16_000],
+            // Stage 2 (0.4 epoch until 2026-11-26, model 26af67c3…) is what the k = 6 dip
+            // pointed at. Stage 3 is left to `finetune::FineTuneConfig::fmnist`, which trains
+            // the two server decoders on cached rounded latents more cheaply; 16 000 before.
+            stage_images: [160_000, 40_000, 0],
             learning_rates: [3e-3, 1.5e-3, 1e-3],
             lambdas: geometric_lambdas(2e-4, 0.6, ModelConfig::fmnist().num_layers()),
             single_rate: false,

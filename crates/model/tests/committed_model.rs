@@ -42,10 +42,10 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: after fine-tuning the two task decoders \
-            (models/README.md) k = 1..5 rise monotonically (84.52, 87.59, 87.72, 88.43, \
-            88.52 %) but k = 6 gives 87.47 %; the held-out training images show the same dip \
-            (89.31 -> 88.50 %), so it is the codec's sixth layer, not the decoder choice"]
+#[ignore = "known failure, issue 4 stays open: the retrained model (models/README.md, stage 2 \
+            40 000 images) gives k = 1..6 84.69, 88.03, 87.90, 88.55, 88.49, 88.01 %: three \
+            dips (k = 3 -0.13, k = 5 -0.06, k = 6 -0.48 points; the previous model had one, \
+            k = 6 -1.05); the held-out training images dip at k = 5 and 6 too"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -116,7 +116,7 @@ fn coded_sizes_match_the_models_rate_estimate() {
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
 const LOCAL_FLOOR: f64 = 0.90;
 const BASE_FLOOR: f64 = 0.84;
-const ALL_LAYERS_FLOOR: f64 = 0.87;
+const ALL_LAYERS_FLOOR: f64 = 0.875;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
 const CODEC_TABLE_TOLERANCE: f64 = 0.01;

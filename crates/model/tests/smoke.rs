@@ -70,6 +70,7 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
     let tune = FineTuneConfig {
         seed: 1,
         validation_images: 256,
+        fit_images: Some(512),
         batch_size: 32,
         steps: 6,
         learning_rate: 1e-3,
@@ -109,7 +110,7 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
     }
     let bad = FineTuneConfig {
         validation_images: train_set.len(),
-        ..tune
+        ..tune.clone()
     };
     let err = fine_tune_decoders(
         out.path(),
@@ -122,6 +123,21 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("validation_images"), "{err}");
+    let too_many = FineTuneConfig {
+        fit_images: Some(train_set.len()),
+        ..tune
+    };
+    let err = fine_tune_decoders(
+        out.path(),
+        tuned_dir.path(),
+        &train_set,
+        &test_set,
+        &too_many,
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("fit_images"), "{err}");
 
     // A frame from another model is refused; a corrupt weights file is named in the error.
     let reloaded = SplitModel::load(out.path()).unwrap();
