@@ -11,9 +11,10 @@ pub struct FrameRecord {
     pub captured_at: f64,
     /// `local`, `offload:<k>`, or `skipped` (the device was still busy when a newer frame came).
     pub decision: String,
-    /// Layers sent (0 for local or skipped).
+    /// Layers the server decoded: the decision's `k`, or with partial results the `j < k` that
+    /// arrived in time (the decision still reads `offload:<k>`); 0 for local or skipped.
     pub layers: u32,
-    /// Payload bytes the decision asked to send.
+    /// Payload bytes of those layers (a frame cut short: the `j`-layer prefix's size).
     pub bytes: u64,
     /// Payload bytes that crossed the uplink.
     pub bytes_sent: u64,

@@ -302,7 +302,11 @@ impl RunSetup {
 pub struct Outcome {
     /// When the result reached the device, if it did.
     pub result_at: Option<f64>,
-    /// Payload bytes the decision asked to send.
+    /// Layers the server decoded: the decision's `k`, or the `j < k` that arrived by the
+    /// cutoff (partial results); 0 for local execution.
+    pub layers: u32,
+    /// Payload bytes of those layers: what the decision asked to send, or the `j`-layer
+    /// prefix's size.
     pub bytes: u64,
     /// Payload bytes that crossed the uplink.
     pub bytes_sent: u64,
@@ -409,11 +413,11 @@ impl<'t> SimState<'t> {
         let one_way = setup.one_way;
         let battery_level = self.battery.level();
         let mut energy = setup.power_w * setup.encoder_time;
-        let (result_at, bytes, bytes_sent, accuracy) = match decision {
+        let (result_at, layers_used, bytes, bytes_sent, accuracy) = match decision {
             Decision::Local => {
                 self.cpu_free = decided_at + options.local.device_time;
                 energy += options.local.energy_j;
-                (Some(self.cpu_free), 0, 0, options.local.accuracy)
+                (Some(self.cpu_free), 0, 0, 0, options.local.accuracy)
             }
             Decision::Offload { layers } => {
                 let o = options.offload[layers as usize - 1];
@@ -465,7 +469,7 @@ impl<'t> SimState<'t> {
                     sink.push(result, Observation::Delivered { frame: i, sample });
                     sink.push(result, Observation::Rtt { rtt: 2.0 * one_way });
                     self.radio_state.record_activity(result);
-                    (Some(result), o.bytes, o.bytes, o.accuracy)
+                    (Some(result), layers, o.bytes, o.bytes, o.accuracy)
                 } else {
                     // Cancelled at the cutoff; the server decodes the complete layers that
                     // arrived (with partial results) and reports what arrived.
@@ -499,9 +503,10 @@ impl<'t> SimState<'t> {
                         (Some(j), Some(at)) => {
                             sink.push(at, Observation::Rtt { rtt: 2.0 * one_way });
                             self.radio_state.record_activity(at);
-                            (result, o.bytes, tx.bytes_sent, options.offload[j].accuracy)
+                            let p = &options.offload[j];
+                            (result, p.layers, p.bytes, tx.bytes_sent, p.accuracy)
                         }
-                        _ => (None, o.bytes, tx.bytes_sent, 0.0),
+                        _ => (None, layers, o.bytes, tx.bytes_sent, 0.0),
                     }
                 }
             }
@@ -519,6 +524,7 @@ impl<'t> SimState<'t> {
         let delivered = met.then_some(accuracy);
         Outcome {
             result_at,
+            layers: layers_used,
             bytes,
             bytes_sent,
             met,
@@ -689,7 +695,7 @@ pub fn simulate_records(
         }
         record.frame = i;
         record.captured_at = captured - t0;
-        record.layers = decision.layers();
+        record.layers = out.layers;
         record.bytes = out.bytes;
         record.bytes_sent = out.bytes_sent;
         record.decided_at = decided_at - t0;
