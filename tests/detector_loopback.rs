@@ -7,7 +7,6 @@
 //! `scripts/install-detector.sh`; without them (and outside CI) the test says so and skips.
 //! Light: a handful of frames, run in `--release`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,8 @@ use offload_agent::{AgentConfig, AgentEvents, SimulatedBattery, TaskResult};
 use offload_cli::detector_glue::{load_frames, to_detections};
 use offload_cli::{DetectorDevice, DetectorHandler, SplitHandler, TraceSchedule, model_id32};
 use offload_controller::{ControllerConfig, Profile};
+use offload_e2e::{detector_installed, repo};
 use offload_model::SplitModel;
-use offload_model::detector::default_model_dir;
 use offload_model::detector_split::DetectorSplit;
 use offload_model::detector_split::fidelity::{FramePair, mean_average_precision};
 use offload_sim::battery::BatteryConfig;
@@ -31,32 +30,6 @@ const FRAMES: usize = 6;
 const PERSON: u16 = 1;
 /// mAP@0.5 of the offloaded detections against the full detector's (score ≥ 0.5).
 const TOP_FIDELITY_FLOOR: f64 = 0.95;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The converted detector's folder and the video frames' folder, or `None` (skip) when they are
-/// not installed outside CI.
-fn installed() -> Option<(PathBuf, PathBuf)> {
-    let detector = default_model_dir();
-    let frames = offload_model::tf_import::detector_cache_dir()
-        .join("frames")
-        .join("vtest");
-    if detector.is_dir() && frames.is_dir() {
-        return Some((detector, frames));
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "CI=true but the detector or its frames are not installed (scripts/install-detector.sh)"
-    );
-    eprintln!(
-        "SKIPPED detector_loopback: no converted detector in {} or no frames in {}; run scripts/install-detector.sh",
-        detector.display(),
-        frames.display()
-    );
-    None
-}
 
 #[derive(Default)]
 struct Results(Vec<(u64, u16, TaskResult)>);
@@ -137,7 +110,7 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_frames_get_detections_offloaded_and_locally() {
-    let Some((detector_dir, frame_dir)) = installed() else {
+    let Some((detector_dir, frame_dir)) = detector_installed("detector_loopback") else {
         return;
     };
     let split = Arc::new(

@@ -9,7 +9,6 @@
 //! The detector weights and the video frames are installed outside git by
 //! `scripts/install-detector.sh`; without them (and outside CI) the test says so and skips.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use offload_agent::{AgentConfig, AgentEvents, SimulatedBattery, TaskResult};
 use offload_cli::detector_glue::load_frames;
 use offload_cli::{DetectorDevice, DetectorHandler, TraceSchedule, model_id32};
 use offload_controller::{ControllerConfig, Profile};
-use offload_model::detector::default_model_dir;
+use offload_e2e::{detector_installed, repo};
 use offload_model::detector_split::DetectorSplit;
 use offload_sim::battery::BatteryConfig;
 use offload_transport::{ClientConfig, FrameReply, ModelRegistry};
@@ -35,32 +34,6 @@ const BEFORE_BPS: f64 = 1e6;
 const AFTER_BPS: f64 = 130e3;
 const DROP_AT_S: f64 = 3.0;
 const DEADLINE: Duration = Duration::from_millis(1000);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The converted detector's folder and the video frames' folder, or `None` (skip) when they are
-/// not installed outside CI.
-fn installed() -> Option<(PathBuf, PathBuf)> {
-    let detector = default_model_dir();
-    let frames = offload_model::tf_import::detector_cache_dir()
-        .join("frames")
-        .join("vtest");
-    if detector.is_dir() && frames.is_dir() {
-        return Some((detector, frames));
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "CI=true but the detector or its frames are not installed (scripts/install-detector.sh)"
-    );
-    eprintln!(
-        "SKIPPED partial_results: no converted detector in {} or no frames in {}; run scripts/install-detector.sh",
-        detector.display(),
-        frames.display()
-    );
-    None
-}
 
 #[derive(Default)]
 struct Log {
@@ -81,7 +54,7 @@ impl AgentEvents for Log {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_cut_short_by_a_capacity_drop_deliver_a_prefix_in_time() {
-    let Some((detector_dir, frame_dir)) = installed() else {
+    let Some((detector_dir, frame_dir)) = detector_installed("partial_results") else {
         return;
     };
     let split = Arc::new(
