@@ -1,6 +1,8 @@
 //! Model-predictive control over the next frames, after RobustMPC.
 
-use offload_controller::{Context, Decision, FrameOptions, Observation, Policy, RadioModel};
+use offload_controller::{
+    Context, Decision, FrameOptions, Observation, Policy, RadioModel, send_cutoff,
+};
 
 use crate::ForecastError;
 use crate::backlog::BacklogModel;
@@ -13,9 +15,9 @@ use crate::probe::Prober;
 /// future frames are assumed to have this frame's sizes, and each candidate plan is simulated
 /// through a model of the device: the uplink as a FIFO drained at the forecast rate (starting
 /// from the current backlog, cancelling where the sender does: at the deadline, or with partial
-/// results when the result could no longer return in time, keeping the prefix that crossed), the CPU (the local
-/// path makes later frames be dropped), and the energy (compute, radio active power and the
-/// tail between transfers). The plan maximising the sum of `Utility::frame` wins. A later frame
+/// results when the result could no longer return in time, keeping the prefix that crossed),
+/// the CPU (the local path makes later frames be dropped), and the energy (compute, radio active
+/// power and the tail between transfers). The plan maximising the sum of `Utility::frame` wins. A later frame
 /// of the plan is picked up when the CPU is free and then pays the encoder, taken as the shortest
 /// capture-to-decision delay seen (the current frame's own delay also holds its wait for the
 /// CPU); the CPU backlog a plan leaves past the horizon is priced (see `Planner::new`).
@@ -204,7 +206,7 @@ impl<'a> Planner<'a> {
         } else if self.partial {
             // The sender stops when the result could no longer come back in time; the server
             // decodes the longest prefix that crossed by then.
-            let cutoff = (t.deadline - self.rtt - act.server_time).max(start);
+            let cutoff = send_cutoff(t.deadline, self.rtt, act.server_time).max(start);
             let budget = cutoff - start;
             let value = self.actions[1..a]
                 .iter()
@@ -599,7 +601,7 @@ mod tests {
         let (value, sent_until) = if result <= deadline {
             (o.accuracy, end)
         } else if ctx.partial_results {
-            let cutoff = (deadline - rtt - o.server_time).max(start);
+            let cutoff = send_cutoff(deadline, rtt, o.server_time).max(start);
             let value = frame.offload[..action - 1]
                 .iter()
                 .rev()

@@ -9,8 +9,9 @@
 //! at the last moment a result can still come back in time (deadline − RTT − server time; with
 //! [`SimConfig::partial_results`] off, at the deadline), and the server decodes the complete
 //! layers that arrived by then: any prefix of the scalable codec decodes. The server finishes the
-//! model and the result comes back after the return propagation delay. Energy: compute power × compute time, and the radio model's promotion,
-//! active and tail energy; the battery drains by that plus a baseline draw. The controller only
+//! model and the result comes back after the return propagation delay. Energy: compute power ×
+//! compute time, and the radio model's promotion, active and tail energy; the battery drains by
+//! that plus a baseline draw. The controller only
 //! ever sees what a real agent sees: its own sends, the server's delivery reports (bytes and
 //! receive times) and RTT samples when replies arrive, battery readings — never the trace.
 //!
@@ -23,7 +24,7 @@ use std::fmt::Write as _;
 
 use offload_controller::{
     Controller, ControllerConfig, Decision, FrameOptions, Observation, Policy, Profile, RadioModel,
-    RadioState, RateSample, Utility,
+    RadioState, RateSample, Utility, send_cutoff,
 };
 use serde::{Deserialize, Serialize};
 
@@ -442,7 +443,7 @@ impl<'t> SimState<'t> {
                 // With partial results the agent stops sending when a result could no longer
                 // come back in time; bytes after that would only delay the next frames.
                 let cutoff = if setup.partial_results {
-                    deadline - 2.0 * one_way - o.server_time
+                    send_cutoff(deadline, 2.0 * one_way, o.server_time)
                 } else {
                     deadline
                 }
@@ -480,10 +481,13 @@ impl<'t> SimState<'t> {
                     } else {
                         None
                     };
-                    // The server learns of the cancellation one way after the cutoff.
-                    let result =
-                        prefix.map(|j| cutoff + 2.0 * one_way + options.offload[j].server_time);
-                    let reported = result.unwrap_or(cutoff + 2.0 * one_way);
+                    // The server learns of the cancellation one way after the cutoff, decodes
+                    // the prefix and answers: (prefix, when the result is back).
+                    let decoded = prefix.map(|j| {
+                        let at = cutoff + 2.0 * one_way + options.offload[j].server_time;
+                        (j, at)
+                    });
+                    let reported = decoded.map_or(cutoff + 2.0 * one_way, |(_, at)| at);
                     if tx.bytes_sent > 0 {
                         let sample = RateSample {
                             start: tx.start + one_way,
@@ -499,14 +503,14 @@ impl<'t> SimState<'t> {
                             bytes: o.bytes - tx.bytes_sent,
                         },
                     );
-                    match (prefix, result) {
-                        (Some(j), Some(at)) => {
+                    match decoded {
+                        Some((j, at)) => {
                             sink.push(at, Observation::Rtt { rtt: 2.0 * one_way });
                             self.radio_state.record_activity(at);
                             let p = &options.offload[j];
-                            (result, p.layers, p.bytes, tx.bytes_sent, p.accuracy)
+                            (Some(at), p.layers, p.bytes, tx.bytes_sent, p.accuracy)
                         }
-                        _ => (None, layers, o.bytes, tx.bytes_sent, 0.0),
+                        None => (None, layers, o.bytes, tx.bytes_sent, 0.0),
                     }
                 }
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use offload_controller::{
     Controller, ControllerConfig, Decision, FrameOptions, Observation, Policy, Profile, RadioModel,
-    RadioState, RateSample, Utility,
+    RadioState, RateSample, Utility, send_cutoff,
 };
 use offload_sim::record::SummaryBuilder;
 use offload_sim::{FrameRecord, Summary};
@@ -673,7 +673,7 @@ impl CutPlan {
     /// The last moment bytes may leave the device and still be answered by the deadline:
     /// deadline − RTT − server time (the simulator's rule).
     pub fn cutoff(&self) -> f64 {
-        self.deadline - self.rtt - self.server_time
+        send_cutoff(self.deadline, self.rtt, self.server_time)
     }
 
     /// How much later than one propagation delay after sending the server sees the frame's

@@ -28,6 +28,16 @@ pub struct OffloadOption {
     pub server_time: f64,
 }
 
+/// The last moment an offloaded frame's bytes may leave the device and still be answered by
+/// `deadline` (partial results, [`crate::ControllerConfig::partial_results`]): the server needs a
+/// round trip and its `server_time` after the last byte, so the sender stops here and the server
+/// decodes the complete layers that arrived. The simulator, the agent and the policies that model
+/// the sender all cut here.
+#[inline]
+pub fn send_cutoff(deadline: f64, rtt: f64, server_time: f64) -> f64 {
+    deadline - rtt - server_time
+}
+
 /// Everything a policy may know about one frame before deciding.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FrameOptions {

@@ -25,7 +25,7 @@ pub use controller::{Controller, ControllerConfig};
 pub use decision::Decision;
 pub use device::DeviceState;
 pub use estimate::{Estimate, Estimates, EstimatorConfig, ThroughputEstimator};
-pub use frame::{FrameOptions, LocalOption, OffloadOption};
+pub use frame::{FrameOptions, LocalOption, OffloadOption, send_cutoff};
 pub use observation::{Observation, RateSample};
 pub use policy::{Context, Policy};
 pub use profile::{Profile, ProfileError};
