@@ -40,6 +40,18 @@ pub struct FrameRecord {
     pub utility: f64,
 }
 
+impl FrameRecord {
+    /// Layers the decision asked for: `k` of `offload:<k>`, 0 for local or skipped. `layers`
+    /// holds fewer when a frame was cut short; replaying a run (the oracle's seeds) and plotting
+    /// the choices need the decision itself.
+    pub fn decided_layers(&self) -> u32 {
+        self.decision
+            .strip_prefix("offload:")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 /// Aggregate results of one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Summary {

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use offload_controller::Profile;
+use offload_sim::oracle::Replay;
 use offload_sim::trace::generate::step;
 use offload_sim::{FrameRecord, SimConfig, simulate};
 
@@ -44,7 +45,7 @@ fn a_frame_cut_short_delivers_the_prefix_that_arrived_in_time() {
     // Before the step every frame's eight layers cross in a few milliseconds.
     let before: Vec<_> = run(true, 0.0)
         .into_iter()
-        .filter(|r| r.captured_at > 1.0 && r.captured_at < 9.0 && r.decision == "offload:8")
+        .filter(|r| r.captured_at > 1.0 && r.captured_at < 9.0 && r.decided_layers() == 8)
         .collect();
     assert!(
         before.len() > 100,
@@ -59,7 +60,7 @@ fn a_frame_cut_short_delivers_the_prefix_that_arrived_in_time() {
     );
 
     let after = run(true, 12.0);
-    let offloaded: Vec<_> = after.iter().filter(|r| r.decision == "offload:8").collect();
+    let offloaded: Vec<_> = after.iter().filter(|r| r.decided_layers() == 8).collect();
     let met: Vec<_> = offloaded.iter().filter(|r| r.met_deadline).collect();
     assert!(
         met.len() * 10 >= offloaded.len() * 9,
@@ -99,4 +100,38 @@ fn a_frame_cut_short_delivers_the_prefix_that_arrived_in_time() {
     );
     let old_mean = old.iter().map(|r| r.accuracy).sum::<f64>() / old.len() as f64;
     assert!(mean > old_mean + 0.2, "{mean} vs {old_mean}");
+}
+
+/// The oracle is seeded with an online run's decisions, so replaying them must give that run
+/// back bit for bit: with frames cut short, the decisions (`offload:8`) differ from the layers
+/// the server decoded, and only the decisions reproduce the run.
+#[test]
+fn replaying_the_decisions_of_a_run_with_cut_frames_reproduces_it() {
+    let trace = step("step-20-to-1-mbps", 20e6, 1e6, 10.0, 21.0).unwrap();
+    let profile = profile();
+    let config = SimConfig {
+        duration_s: Some(20.0),
+        ..SimConfig::default()
+    };
+    let policy = offload_policies::preset("fixed-k8").unwrap().build();
+    let mut rows = Vec::new();
+    let online = simulate(&trace, &profile, policy, &config, |r| rows.push(r.clone()));
+    assert!(
+        rows.iter()
+            .any(|r| r.met_deadline && r.layers < r.decided_layers()),
+        "the run has frames answered from a shorter prefix"
+    );
+    let replay = |schedule: Vec<u8>| {
+        simulate(
+            &trace,
+            &profile,
+            Box::new(Replay::new(schedule)),
+            &config,
+            |_| {},
+        )
+    };
+    let decisions = replay(rows.iter().map(|r| r.decided_layers() as u8).collect());
+    assert_eq!(decisions.utility, online.utility);
+    let decoded = replay(rows.iter().map(|r| r.layers as u8).collect());
+    assert_ne!(decoded.utility, online.utility);
 }

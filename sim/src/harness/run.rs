@@ -181,7 +181,7 @@ pub struct SeriesPoint {
     pub capacity_bps: f64,
     /// The controller's estimate (bit/s).
     pub estimate_bps: f64,
-    /// Layers the policy sent (0 = local or skipped).
+    /// Layers the policy chose to send (0 = local or skipped).
     pub layers: u32,
 }
 
@@ -336,14 +336,14 @@ fn job(
                         hist.add(l);
                     }
                     if keep {
-                        schedule.push(r.layers.min(255) as u8);
+                        schedule.push(r.decided_layers().min(255) as u8);
                     }
                     if record_series && r.captured_at < SERIES_S {
                         points.push(SeriesPoint {
                             t: r.captured_at,
                             capacity_bps: r.capacity_bps,
                             estimate_bps: r.estimate_bps,
-                            layers: r.layers,
+                            layers: r.decided_layers(),
                         });
                     }
                 },
@@ -409,7 +409,7 @@ fn job(
                         t: r.captured_at,
                         capacity_bps: r.capacity_bps,
                         estimate_bps: r.estimate_bps,
-                        layers: r.layers,
+                        layers: r.decided_layers(),
                     });
                 }
             },
