@@ -473,11 +473,11 @@ impl<'t> SimState<'t> {
                     (Some(result), layers, o.bytes, o.bytes, o.accuracy)
                 } else {
                     // Cancelled at the cutoff; the server decodes the complete layers that
-                    // arrived (with partial results) and reports what arrived.
+                    // arrived by then (with partial results) and reports what arrived.
                     let prefix = if setup.partial_results {
                         options.offload[..layers as usize - 1]
                             .iter()
-                            .rposition(|p| p.bytes <= tx.bytes_sent)
+                            .rposition(|p| p.bytes <= tx.bytes_by_cutoff)
                     } else {
                         None
                     };
