@@ -50,6 +50,9 @@ pub struct Mpc {
     /// Per-decision tables, kept to avoid allocating every frame.
     times: Vec<FrameTimes>,
     actions: Vec<Action>,
+    /// Per first action: the highest holdable ceiling from the lowest admissible held action
+    /// up to each one.
+    upto: Vec<f64>,
     /// The measured-error margin, when it replaces `z`.
     margin: Option<ForecastError>,
     /// The shortest delay from capture to decision seen so far: the encoder's time on an idle
@@ -91,8 +94,6 @@ struct Action {
     holdable: bool,
     /// Highest utility a frame can get under this action.
     ceiling: f64,
-    /// Highest `ceiling` of the holdable actions up to this one.
-    ceiling_upto: f64,
 }
 
 /// The constants of one decision's device model: what every step of every plan shares.
@@ -110,6 +111,8 @@ struct Planner<'a> {
     backlog_price: f64,
     /// Whether a frame cut short delivers the prefix that crossed by its cutoff.
     partial: bool,
+    /// The radio's power while sending at the planning rate (W).
+    send_w: f64,
 }
 
 impl<'a> Planner<'a> {
@@ -129,6 +132,7 @@ impl<'a> Planner<'a> {
         actions: &'a [Action],
         ctx: &Context<'a>,
         encoder: f64,
+        rate: f64,
         rtt: f64,
         w: f64,
     ) -> Self {
@@ -150,6 +154,7 @@ impl<'a> Planner<'a> {
         Planner {
             backlog_price,
             partial: ctx.partial_results,
+            send_w: r.uplink_power_w(rate),
             now: ctx.now,
             encoder,
             miss: -ctx.utility.miss_penalty,
@@ -198,7 +203,6 @@ impl<'a> Planner<'a> {
             energy += (ready.max(m.link_free) - m.radio_last).max(0.0) * radio.tail_w;
         }
         let start = ready.max(m.link_free);
-        let bits = act.bits;
         let end = start + act.transfer;
         let result = end + self.rtt + act.server_time;
         let (value, sent_until) = if result <= t.deadline {
@@ -217,8 +221,10 @@ impl<'a> Planner<'a> {
         } else {
             (self.miss, end.min(t.deadline).max(start))
         };
-        let sent_bits = bits * ((sent_until - start) / (end - start).max(1e-12));
-        energy += radio.uplink_energy_j(sent_bits, sent_until - start);
+        // Every transfer of the plan runs at the planning rate, so the radio's active power is
+        // the same for all of them (`RadioModel::uplink_energy_j` at that rate, without its
+        // divisions).
+        energy += self.send_w * (sent_until - start);
         m.link_free = sent_until;
         m.radio_last = sent_until;
         value - self.w * energy
@@ -287,6 +293,7 @@ impl Mpc {
             last_first: 0,
             times: Vec::new(),
             actions: Vec::new(),
+            upto: Vec::new(),
             margin: None,
             encoder_s: f64::INFINITY,
             bursts: false,
@@ -359,7 +366,6 @@ impl Mpc {
             transfer: 0.0,
             holdable: true,
             ceiling: (local.accuracy.max(miss) - local_energy).max(miss),
-            ceiling_upto: f64::NEG_INFINITY,
         });
         // With partial results a frame may deliver a shorter prefix, which can be the more
         // accurate one when accuracy dips with k: the ceiling takes the best prefix.
@@ -389,21 +395,15 @@ impl Mpc {
                 } else {
                     f64::INFINITY
                 },
-                ceiling_upto: f64::NEG_INFINITY,
             });
         }
         if !(bounded && local.energy_j >= 0.0) {
             self.actions[0].ceiling = f64::INFINITY;
         }
-        let mut upto = f64::NEG_INFINITY;
         for a in &mut self.actions {
             if a.ceiling.is_nan() {
                 a.ceiling = f64::INFINITY;
             }
-            if a.holdable {
-                upto = upto.max(a.ceiling);
-            }
-            a.ceiling_upto = upto;
         }
     }
 
@@ -421,7 +421,7 @@ impl Mpc {
         start: Model,
     ) -> usize {
         self.prepare(frame, ctx, rate, w);
-        let planner = Planner::new(&self.times, &self.actions, ctx, encoder, rtt, w);
+        let planner = Planner::new(&self.times, &self.actions, ctx, encoder, rate, rtt, w);
         let horizon = self.times.len();
         let mut best = Best {
             score: f64::NEG_INFINITY,
@@ -446,15 +446,35 @@ impl Mpc {
                 i if i - 1 < previous => i - 1,
                 i => i,
             };
-            let mut m0 = start;
-            let u0 = planner.step(&mut m0, 0, first);
             // A burst is followed by any sustainable action.
             let lowest_rest = if first > last_holdable { 0 } else { first };
+            // The highest ceiling of the holdable actions from `lowest_rest` up to each one:
+            // what a plan held with it or a smaller admissible action can reach. Counted from
+            // `lowest_rest`, not from local, whose ceiling (often the highest) would keep
+            // every held action in play.
+            self.upto.clear();
+            let mut upto = f64::NEG_INFINITY;
+            for a in &self.actions[lowest_rest..=last_holdable] {
+                if a.holdable {
+                    upto = upto.max(a.ceiling);
+                }
+                self.upto.push(upto);
+            }
+            // No plan starting with this action can win: skip even its first step.
+            if !best.beaten_by(
+                ceiling_sum(self.actions[first].ceiling, upto, horizon - 1),
+                first,
+            ) {
+                continue;
+            }
+            let mut m0 = start;
+            let u0 = planner.step(&mut m0, 0, first);
             // Larger held actions first: they are usually the best and set the bound.
             for rest in (lowest_rest..=last_holdable).rev() {
                 let act = &self.actions[rest];
                 // No plan held with this action or a smaller one can win any more.
-                if !best.beaten_by(ceiling_sum(u0, act.ceiling_upto, horizon - 1), first) {
+                let upto = self.upto[rest - lowest_rest];
+                if !best.beaten_by(ceiling_sum(u0, upto, horizon - 1), first) {
                     break;
                 }
                 if !act.holdable {
@@ -516,7 +536,7 @@ impl Policy for Mpc {
             for a in &mut self.actions[1..] {
                 a.transfer = a.bits / mean;
             }
-            let planner = Planner::new(&self.times, &self.actions, ctx, encoder, rtt, w);
+            let planner = Planner::new(&self.times, &self.actions, ctx, encoder, mean, rtt, w);
             let plan = |action: usize| {
                 let mut m = start;
                 let u = (0..self.times.len())
@@ -611,8 +631,7 @@ mod tests {
         } else {
             (miss, end.min(deadline).max(start))
         };
-        let sent_bits = bits * ((sent_until - start) / (end - start).max(1e-12));
-        energy += radio.uplink_energy_j(sent_bits, sent_until - start);
+        energy += radio.uplink_power_w(rate) * (sent_until - start);
         m.link_free = sent_until;
         m.radio_last = sent_until;
         value - w * energy
