@@ -98,6 +98,15 @@ pub struct SummaryBuilder {
 }
 
 impl SummaryBuilder {
+    /// A builder with room for `frames` latencies, so that a run of known length never
+    /// reallocates (and copies) its latency list while it runs.
+    pub fn with_capacity(frames: usize) -> Self {
+        SummaryBuilder {
+            latencies: Vec::with_capacity(frames),
+            ..SummaryBuilder::default()
+        }
+    }
+
     /// Adds one frame.
     pub fn add(&mut self, r: &FrameRecord) {
         self.frames += 1;

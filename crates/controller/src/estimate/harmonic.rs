@@ -77,7 +77,11 @@ impl Ring {
     pub(crate) fn push(&mut self, v: f64) {
         self.values[self.next] = v;
         self.inverses[self.next] = 1.0 / v.max(1.0);
-        self.next = (self.next + 1) % self.values.len();
+        // A compare, not `%`: an integer division on every sample.
+        self.next += 1;
+        if self.next == self.values.len() {
+            self.next = 0;
+        }
         self.len = (self.len + 1).min(self.values.len());
     }
 
