@@ -88,6 +88,10 @@ impl Policy for DeadlineAware {
         "deadline-aware"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
         let est = match self.prober.fresh_estimate(frame, ctx) {
             Ok(est) => est,

@@ -86,6 +86,10 @@ impl Policy for EnergyAware {
         "energy-aware"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
         let est = match self.prober.fresh_estimate(frame, ctx) {
             Ok(est) => est,

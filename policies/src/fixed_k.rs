@@ -26,6 +26,10 @@ impl Policy for FixedK {
         &self.name
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
         let layers = self.k.min(frame.offload.len() as u32);
         if layers == 0 {

@@ -11,6 +11,10 @@ impl Policy for LocalOnly {
         "local-only"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, _frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
         Decision::Local
     }

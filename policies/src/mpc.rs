@@ -497,6 +497,10 @@ impl Policy for Mpc {
         "mpc"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
         // This frame's delay since capture includes the time it waited for a busy CPU; the
         // shortest delay seen is the encoder alone, what a later frame pays once picked up.

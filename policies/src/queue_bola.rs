@@ -53,6 +53,10 @@ impl Policy for QueueBola {
         "queue-bola"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
         let Some(base) = frame.offload.first() else {
             return Decision::Local;

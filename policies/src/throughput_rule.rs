@@ -38,6 +38,10 @@ impl Policy for ThroughputRule {
         "throughput-rule"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
         let probe = Decision::Offload { layers: 1 };
         let Some(est) = ctx.estimates.throughput else {

@@ -328,6 +328,10 @@ impl Policy for Replay {
         "oracle"
     }
 
+    fn observes_frame_done(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
         action_decision(
             self.schedule

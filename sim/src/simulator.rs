@@ -109,11 +109,14 @@ impl ObservationSink for () {
 /// within a run, so after the first report a repeat tells the controller nothing it uses (the
 /// smoothed, minimum and latest RTT stay the same; only RFC 6298's deviation would keep
 /// decaying, and no policy reads it), while one more observation per offloaded frame was ~5 %
-/// of a sweep's instructions.
+/// of a sweep's instructions. Frame completions are left out for a policy that does not use
+/// them ([`Policy::observes_frame_done`]; the controller itself does not).
 #[derive(Default)]
 struct Pending {
     lanes: [Lane; 2],
     seq: u64,
+    /// Whether frame completions are queued.
+    frame_done: bool,
     /// The last RTT sample queued (its bits; `None` before the first).
     last_rtt: Option<u64>,
 }
@@ -181,6 +184,8 @@ impl ObservationSink for Pending {
                 return;
             }
             self.last_rtt = Some(rtt.to_bits());
+        } else if !self.frame_done && matches!(obs, Observation::FrameDone { .. }) {
+            return;
         }
         let lane = match obs {
             Observation::Sent { .. } | Observation::Battery { .. } => 0,
@@ -619,7 +624,10 @@ pub fn simulate_records(
     let mut controller = Controller::new(controller_config, policy);
     let setup = RunSetup::new(trace, profile, config);
     let mut state = SimState::new(trace, config);
-    let mut pending = Pending::default();
+    let mut pending = Pending {
+        frame_done: controller.observes_frame_done(),
+        ..Pending::default()
+    };
     let mut options = FrameOptions::default();
     // Room for every frame's latency up front (capped: the length comes from the configuration).
     let mut summary = SummaryBuilder::with_capacity(setup.n_frames.min(1 << 20) as usize);

@@ -170,6 +170,11 @@ impl Controller {
         &self.estimates
     }
 
+    /// Whether the policy uses [`Observation::FrameDone`] (see [`Policy::observes_frame_done`]).
+    pub fn observes_frame_done(&self) -> bool {
+        self.policy.observes_frame_done()
+    }
+
     /// The device state as last observed.
     pub fn device(&self) -> &DeviceState {
         &self.device

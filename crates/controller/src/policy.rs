@@ -46,4 +46,11 @@ pub trait Policy: Send + std::fmt::Debug {
 
     /// Sees every observation the controller receives (default: ignores them).
     fn observe(&mut self, _now: f64, _observation: &Observation) {}
+
+    /// Whether [`Self::observe`] uses [`Observation::FrameDone`] (default: yes). A driver may
+    /// leave frame completions out for a policy that says no, as the simulator does (one
+    /// queued observation fewer per frame); the controller itself does not use them.
+    fn observes_frame_done(&self) -> bool {
+        true
+    }
 }
