@@ -57,6 +57,7 @@ async fn run(
         one_way_s: 0.01,
         queue_bytes: 64 * 1024,
         lead_s: 0.5,
+        true_link_samples: false,
     };
     let config = AgentConfig {
         fps: FPS,

@@ -85,6 +85,7 @@ async fn frames_cut_short_by_a_capacity_drop_deliver_a_prefix_in_time() {
         one_way_s: 0.02,
         queue_bytes: 32 * 1024,
         lead_s: 1.0,
+        true_link_samples: false,
     };
     let config = AgentConfig {
         fps: FPS,

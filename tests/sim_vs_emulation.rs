@@ -18,6 +18,7 @@ use offload_agent::loopback::{LoopbackLink, run_loopback};
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
 use offload_controller::Profile;
 use offload_model::{Dataset, Split, SplitModel};
+use offload_sim::link::PacketModel;
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_sim::{SimConfig, simulate_with};
 use offload_transport::ClientConfig;
@@ -50,12 +51,20 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         Split::Test,
     )
     .expect("Fashion-MNIST installed by scripts/setup.sh");
-    // The frame sizes given to the simulator are wire bytes already: no payload efficiency.
+    // The frame sizes given to the simulator are wire bytes already: no payload efficiency,
+    // and packets of up to a UDP payload of them with no further overhead, handed to the
+    // bottleneck at once, as the emulated link carries them (as `offload compare`).
     let defaults = SimConfig::default();
+    let overhead = ClientConfig::default().overhead;
     let mut config = SimConfig {
         duration_s: Some(seconds),
         link: offload_sim::link::LinkConfig {
             payload_efficiency: 1.0,
+            packets: Some(PacketModel {
+                max_payload: overhead.max_udp_payload,
+                overhead: 0,
+                window: PacketModel::QUINN.window,
+            }),
             ..defaults.link
         },
         ..defaults
@@ -65,7 +74,6 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
     let n = (seconds * config.fps) as usize;
     let images: Vec<Vec<u8>> = (0..n).map(|i| test.image(i).to_vec()).collect();
     let device = SplitDevice::new(model.clone());
-    let overhead = ClientConfig::default().overhead;
     let rows = wire_sizes(&device, &images, overhead).unwrap();
 
     let mut sim = Vec::new();
@@ -87,6 +95,7 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         one_way_s: config.link.rtt_s / 2.0,
         queue_bytes: 32 * 1024,
         lead_s: 2.0,
+        true_link_samples: false,
     };
     let inputs = images
         .into_iter()

@@ -3,23 +3,25 @@
 //! `offload compare` and the end-to-end tests run the real system this way.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use offload_controller::Policy;
 use offload_sim::{FrameRecord, Summary};
 use offload_transport::emulator::{
     CapacitySchedule, ConstantRate, Delayed, Emulator, EmulatorConfig, EmulatorError,
-    EmulatorStats, LinkConfig, PacketRecord,
+    EmulatorStats, LinkConfig, PacketRecord, Verdict,
 };
 use offload_transport::{
-    AgentClient, AuthToken, ClientConfig, EdgeServer, FrameHandler, FrameHeader, ServerError,
-    ServerIdentity, ServerLimits, ServerTrust, StatsSnapshot, TlsError, TokenError, TransportError,
+    AgentClient, AuthToken, ClientConfig, EdgeServer, FrameHandler, FrameHeader, LinkTruth,
+    ServerError, ServerIdentity, ServerLimits, ServerTrust, StatsSnapshot, TlsError, TokenError,
+    TransportError,
 };
 
 use crate::battery::BatterySource;
 use crate::model::DeviceModel;
 use crate::run::{AgentConfig, AgentError, AgentEvents, LabelledInput, run_agent};
+use crate::sample_error::CONTROL_PACKET_MAX;
 
 /// The emulated link between agent and server.
 #[derive(Clone)]
@@ -35,6 +37,10 @@ pub struct LoopbackLink {
     /// How long before the first frame the relay starts (the QUIC handshake crosses the link at
     /// the uplink's initial rate meanwhile), seconds.
     pub lead_s: f64,
+    /// For analysis only: time the agent's link samples with the emulator's own record of each
+    /// frame's service instead of the reply's times ([`offload_transport::LinkTruth`]), so that
+    /// the agent's and the server's timing error is out of the controller's view.
+    pub true_link_samples: bool,
 }
 
 impl std::fmt::Debug for LoopbackLink {
@@ -44,6 +50,7 @@ impl std::fmt::Debug for LoopbackLink {
             .field("one_way_s", &self.one_way_s)
             .field("queue_bytes", &self.queue_bytes)
             .field("lead_s", &self.lead_s)
+            .field("true_link_samples", &self.true_link_samples)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +71,8 @@ pub struct LoopbackRun {
     /// The emulated uplink's packets (the first [`UPLINK_PACKET_LOG`]), in seconds since the
     /// emulator's start, which is `emulator_epoch_s` on the agent's clock.
     pub uplink_packets: Vec<PacketRecord>,
+    /// The emulated downlink's packets, on the same clock as `uplink_packets`.
+    pub downlink_packets: Vec<PacketRecord>,
     /// The emulator's time zero in seconds since the agent client's epoch (negative: the
     /// relay starts before the agent connects), to put the packet log on the agent's clock.
     pub emulator_epoch_s: f64,
@@ -147,6 +156,28 @@ async fn warm_up<M: DeviceModel>(
     }
 }
 
+/// The emulator's record of each frame's service for [`LoopbackLink::true_link_samples`], on the
+/// agent's clock (the emulator's time zero is at `epoch_s` there, known once the agent has
+/// connected): the first `packets` data packets offered after the frame's send start. Control
+/// packets (ACK-only and the like, at most [`CONTROL_PACKET_MAX`] bytes) are not the frame's.
+fn emulator_record(emulator: &Arc<Emulator>, epoch_s: Arc<OnceLock<f64>>) -> LinkTruth {
+    let relay = Arc::downgrade(emulator);
+    LinkTruth::new(move |send_start, packets| {
+        let relay = relay.upgrade()?;
+        let epoch = *epoch_s.get()?;
+        let mut data = relay
+            .uplink_packets_from(send_start - epoch, 64)
+            .into_iter()
+            .filter(|p| {
+                p.bytes > CONTROL_PACKET_MAX && matches!(p.verdict, Verdict::Deliver { .. })
+            })
+            .take(usize::try_from(packets).unwrap_or(usize::MAX).max(1));
+        let first = data.next()?;
+        let last = data.last().unwrap_or(first);
+        Some((first.start + epoch, last.end + epoch))
+    })
+}
+
 /// Starts a server running `handler`, an emulator shaped by `link` in front of it and an agent
 /// running `model` through it; runs the agent over `inputs` and shuts everything down.
 #[allow(clippy::too_many_arguments)]
@@ -185,7 +216,12 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
     let downlink = ConstantRate {
         bps: link.downlink_bps,
     };
-    let emulator = Emulator::start(emu, Arc::new(uplink), Arc::new(downlink)).await?;
+    let emulator = Arc::new(Emulator::start(emu, Arc::new(uplink), Arc::new(downlink)).await?);
+    let mut client_config = client_config;
+    let epoch_s = Arc::new(OnceLock::new());
+    if link.true_link_samples {
+        client_config.link_truth = Some(emulator_record(&emulator, epoch_s.clone()));
+    }
     let connected = AgentClient::connect(
         emulator.local_addr(),
         "localhost",
@@ -198,11 +234,12 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
         Ok(c) => c,
         Err(e) => {
             server.shutdown(Duration::from_millis(100)).await;
-            emulator.stop();
+            drop(emulator);
             return Err(e.into());
         }
     };
     let emulator_epoch_s = -(client.epoch() - emulator.started_at()).as_secs_f64();
+    let _ = epoch_s.set(emulator_epoch_s);
     let zero = emulator.started_at() + Duration::from_secs_f64(link.lead_s);
     warm_up(&client, model.as_ref(), &inputs, zero).await;
     tokio::time::sleep_until(zero.into()).await;
@@ -220,9 +257,11 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
     let server_stats = server.stats();
     let emulator_stats = emulator.stats();
     let uplink_packets = emulator.uplink_packets();
+    let downlink_packets = emulator.downlink_packets();
     let egress_lateness = emulator.egress_lateness();
     server.shutdown(Duration::from_millis(500)).await;
-    emulator.stop();
+    // The relay stops when its last handle goes; the link record only holds a weak one.
+    drop(emulator);
     let (records, summary) = out?;
     Ok(LoopbackRun {
         records,
@@ -231,6 +270,7 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
         emulator: emulator_stats,
         start_skew_s,
         uplink_packets,
+        downlink_packets,
         emulator_epoch_s,
         egress_lateness,
     })

@@ -48,6 +48,41 @@ pub struct ClientConfig {
     pub rate_sample_capacity: usize,
     /// The uplink bytes a frame costs beyond its layers, for [`FrameReply::link_sample`].
     pub overhead: WireOverhead,
+    /// For analysis only: the link's own record of each frame's service, which then times
+    /// [`FrameReply::link_sample`] instead of the reply's times (a loopback run through the
+    /// in-process emulator; `None` everywhere else).
+    pub link_truth: Option<LinkTruth>,
+}
+
+/// A record of when the uplink served a frame, outside the agent: given the frame's send
+/// start (agent's clock, seconds since [`AgentClient::epoch`]) and how many data packets it
+/// took, the bottleneck's start of service of the first data packet sent from then on and its
+/// end of service of the last, on the same clock, if it has them.
+///
+/// With it a loopback run can feed its controller link samples without the agent's and the
+/// server's timing error, and so tell that error's effect on the decisions apart from the
+/// rest (`offload compare --true-link-samples`).
+#[derive(Clone)]
+pub struct LinkTruth(Arc<TruthFn>);
+
+type TruthFn = dyn Fn(f64, u64) -> Option<(f64, f64)> + Send + Sync;
+
+impl LinkTruth {
+    /// A record answered by `service(send_start, packets)`.
+    pub fn new(service: impl Fn(f64, u64) -> Option<(f64, f64)> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(service))
+    }
+
+    /// The service of the `packets` data packets of the frame sent at `send_start`.
+    pub fn service(&self, send_start: f64, packets: u64) -> Option<(f64, f64)> {
+        (self.0)(send_start, packets)
+    }
+}
+
+impl std::fmt::Debug for LinkTruth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkTruth(..)")
+    }
 }
 
 impl Default for ClientConfig {
@@ -64,6 +99,7 @@ impl Default for ClientConfig {
             congestion: CongestionAlgorithm::Cubic,
             rate_sample_capacity: 4096,
             overhead: WireOverhead::default(),
+            link_truth: None,
         }
     }
 }
@@ -671,11 +707,11 @@ impl AgentClient {
         let (train, end_to_end) =
             frame_samples(send_start_s, rtt, header_done, header_bytes, &receipts);
         let stream_bytes = header_bytes + receipts.iter().map(|r| r.bytes).sum::<u64>();
-        let wire_bytes_received = self
+        let overhead = self
             .config
             .overhead
-            .with_mtu(Some(u64::from(conn.stats().path.current_mtu)))
-            .wire_bytes(stream_bytes);
+            .with_mtu(Some(u64::from(conn.stats().path.current_mtu)));
+        let wire_bytes_received = overhead.wire_bytes(stream_bytes);
         // The reply's ACK packet crosses the link after the frame, outside its interval.
         let in_interval = wire_bytes_received.saturating_sub(self.config.overhead.per_frame);
         let reply_received_s = reply_received.duration_since(self.epoch).as_secs_f64();
@@ -708,7 +744,19 @@ impl AgentClient {
             let timing = timing(propagation_rtt);
             let arrival = timing.arrival();
             log.record(send_start_s, arrival);
-            (propagation_rtt, arrival, timing.sample(in_interval))
+            let sample = match &self.config.link_truth {
+                Some(truth) => truth
+                    .service(send_start_s, overhead.packets(stream_bytes))
+                    .and_then(|(from, to)| {
+                        (in_interval > 0 && to > from).then_some(DeliverySample {
+                            start: from + timing.one_way,
+                            end: to + timing.one_way,
+                            bytes: in_interval,
+                        })
+                    }),
+                None => timing.sample(in_interval),
+            };
+            (propagation_rtt, arrival, sample)
         };
         Ok(FrameReply {
             frame_id,

@@ -26,7 +26,7 @@ mod tls;
 pub mod wire;
 
 pub use auth::{AuthToken, TokenError};
-pub use client::{AgentClient, ClientConfig, FrameHeader, FrameReply, SendWindow};
+pub use client::{AgentClient, ClientConfig, FrameHeader, FrameReply, LinkTruth, SendWindow};
 pub use error::TransportError;
 pub use handler::{FrameHandler, HandlerError, ReceivedFrame};
 pub use observe::{

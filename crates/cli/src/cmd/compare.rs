@@ -18,9 +18,11 @@ use offload_agent::sample_error::{FrameService, SampleError, Spread, match_frame
 use offload_agent::{AgentEvents, SimulatedBattery};
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
 use offload_controller::{Decision, Observation, Profile};
+use offload_sim::link::PacketModel;
 use offload_sim::output::{FramesCsv, write_json};
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_sim::{FrameRecord, SimConfig, simulate_with};
+use offload_transport::emulator::PacketRecord;
 use offload_transport::{ClientConfig, FrameReply};
 use serde::Serialize;
 
@@ -66,6 +68,15 @@ pub struct Args {
     /// run measured (capture to decision, the server's hold; see `Overheads`).
     #[arg(long)]
     profile_times_only: bool,
+    /// Let the simulator's link carry frames as a byte stream cut at any byte, as `offload sim`
+    /// does, instead of whole packets ([`PacketModel`]) as the emulated link does.
+    #[arg(long)]
+    sim_byte_stream: bool,
+    /// Analysis: time the emulated agent's link samples with the emulator's own record of each
+    /// frame's service (as the simulator's samples are), instead of the reply's times, to see
+    /// what the agent's and the server's timing error does to the decisions.
+    #[arg(long)]
+    true_link_samples: bool,
     /// Run settings (`--duration` defaults to 60 s here).
     #[command(flatten)]
     settings: SimSettings,
@@ -100,6 +111,20 @@ struct TraceResult {
     timing: Timing,
     /// The processing times the simulator was given.
     sim_overheads: Overheads,
+    /// The same comparison against the simulator with the other link model (a byte stream when
+    /// the main one carries packets, and the other way round), on the same emulated run.
+    other_link: OtherLink,
+}
+
+/// The headline numbers of the comparison against the simulator's other link model.
+#[derive(Debug, Serialize)]
+struct OtherLink {
+    /// `"packets"` or `"byte stream"`.
+    model: &'static str,
+    agreement: f64,
+    agreement_within_one_layer: f64,
+    sim_miss_rate: f64,
+    sim_mean_layers: f64,
 }
 
 /// Processing times measured on the emulated run and given to the simulator through the
@@ -195,6 +220,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     // The simulator carries the exact wire bytes of each frame: no further efficiency factor.
     sim.link.payload_efficiency = 1.0;
+    let overhead = ClientConfig::default().overhead;
+    // In whole packets, as the emulated link carries them: the sizes already hold QUIC's
+    // per-packet bytes, so a packet is up to a UDP payload of wire bytes with no more overhead,
+    // and a frame's packets are in the bottleneck's queue as soon as it is sent (quinn's
+    // congestion window), so a cutoff cannot take them back.
+    if !args.sim_byte_stream {
+        sim.link.packets = Some(PacketModel {
+            max_payload: overhead.max_udp_payload,
+            overhead: 0,
+            window: PacketModel::QUINN.window,
+        });
+    }
     // The emulator has no radio: the simulator would hold the first offload after every idle
     // stretch of the radio model's tail (11.6 s) for an RRC promotion (260 ms, longer than the
     // deadline's share of a frame) that the emulated link never makes. Both sides get the same
@@ -203,7 +240,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let most = (seconds * sim.fps).floor().max(1.0) as usize;
     let (model, profile, inputs) = load_inputs(&args.model, &args.profile, &args.data, most)?;
     let device = SplitDevice::new(model.clone());
-    let overhead = ClientConfig::default().overhead;
     let images: Vec<Vec<u8>> = inputs.iter().map(|(image, _)| image.clone()).collect();
     let wire_rows = wire_sizes(&device, &images, overhead)
         .map_err(|e| anyhow::anyhow!("encoding the test images: {e}"))?;
@@ -262,6 +298,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             // For analysis only; the agent never sees the trace.
             r.capacity_bps = trace.capacity_at(r.decided_at);
         }
+        // The other link model on the same emulated run, for what packets change.
+        let mut other = config.clone();
+        other.link.packets = match config.link.packets {
+            Some(_) => None,
+            None => Some(PacketModel {
+                max_payload: ClientConfig::default().overhead.max_udp_payload,
+                overhead: 0,
+                window: PacketModel::QUINN.window,
+            }),
+        };
+        let other_records =
+            simulate_rows(&trace, &sim_profile, &wire_rows[..n], &args.policy, &other)?;
+        let other_comparison = Comparison::of(&other_records, &emu.records);
+        let other_link = OtherLink {
+            model: if other.link.packets.is_some() {
+                "packets"
+            } else {
+                "byte stream"
+            },
+            agreement: other_comparison.agreement,
+            agreement_within_one_layer: other_comparison.agreement_within_one_layer,
+            sim_miss_rate: other_comparison.sim.miss_rate,
+            sim_mean_layers: other_comparison.sim.mean_layers,
+        };
         let mut result = analyse(
             &args,
             &trace,
@@ -273,6 +333,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &log,
         )?;
         result.sim_overheads = overheads;
+        result.other_link = other_link;
         write_run(
             &out,
             &sim_records,
@@ -281,7 +342,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.capacity_window_s,
         )?;
         write_services(&out.join("service.csv"), &log.services)?;
-        write_packets(&out.join("uplink-packets.csv"), &emu)?;
+        write_packets(
+            &out.join("uplink-packets.csv"),
+            &emu.uplink_packets,
+            emu.emulator_epoch_s,
+        )?;
+        write_packets(
+            &out.join("downlink-packets.csv"),
+            &emu.downlink_packets,
+            emu.emulator_epoch_s,
+        )?;
         write_json(&out.join("summary.json"), &result)?;
         print_result(&result);
         results.push(result);
@@ -370,6 +440,7 @@ fn emulate(
         one_way_s: config.link.rtt_s / 2.0,
         queue_bytes: args.queue_bytes,
         lead_s: 2.0,
+        true_link_samples: args.true_link_samples,
     };
     let policy = offload_policies::load_preset(&args.policy)?.build();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -491,6 +562,13 @@ fn analyse(
         start_skew_s: emu.start_skew_s,
         sample_error: SampleError::of(&emulated.services, &emu.uplink_packets),
         sim_overheads: Overheads::none(profile),
+        other_link: OtherLink {
+            model: "",
+            agreement: 0.0,
+            agreement_within_one_layer: 0.0,
+            sim_miss_rate: 0.0,
+            sim_mean_layers: 0.0,
+        },
         timing: Timing {
             decide_ms: Spread::of(
                 decided
@@ -592,14 +670,15 @@ fn write_services(path: &Path, services: &[FrameService]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The emulated uplink's packets, on the agent's clock (seconds since the client's epoch).
-fn write_packets(path: &Path, run: &LoopbackRun) -> anyhow::Result<()> {
+/// One direction's packets of the emulated link, on the agent's clock (seconds since the
+/// client's epoch; the emulator's time zero is `epoch_s` there).
+fn write_packets(path: &Path, packets: &[PacketRecord], epoch_s: f64) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     writeln!(w, "offered,start,end,bytes,verdict")?;
-    let at = |t: f64| t + run.emulator_epoch_s;
-    for p in &run.uplink_packets {
+    let at = |t: f64| t + epoch_s;
+    for p in packets {
         writeln!(
             w,
             "{:.6},{:.6},{:.6},{},{:?}",
@@ -656,6 +735,15 @@ fn print_result(r: &TraceResult) {
         e.control_bytes,
         e.behind_control,
     );
+    let o = &r.other_link;
+    println!(
+        "  against the simulator with the other link model ({}): agreement {:.1} % (within one layer {:.1} %), simulated misses {:.2} %, mean layers {:.2}",
+        o.model,
+        100.0 * o.agreement,
+        100.0 * o.agreement_within_one_layer,
+        100.0 * o.sim_miss_rate,
+        o.sim_mean_layers,
+    );
     let t = &r.timing;
     println!(
         "  server hold {:.2}/{:.2}/{:.2} ms; capture to decision {:.2}/{:.2}/{:.2} ms; emulator egress late: uplink {:.2}/{:.2}/{:.2} ms, downlink {:.2}/{:.2}/{:.2} ms (p10/p50/p90)",
@@ -695,13 +783,22 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
         )
     };
     s.push_str(&format!(
-        "Policy `{}`, profile `{}`, {} fps, deadline {:.0} ms, RTT {:.0} ms, emulator queue {} B.\n\n",
+        "Policy `{}`, profile `{}`, {} fps, deadline {:.0} ms, RTT {:.0} ms, emulator queue {} B, simulated link {}{}.\n\n",
         args.policy,
         args.profile.display(),
         sim.fps,
         sim.deadline_s * 1e3,
         sim.link.rtt_s * 1e3,
-        args.queue_bytes
+        args.queue_bytes,
+        sim.link.packets.map_or_else(
+            || "a byte stream".to_owned(),
+            |p| format!("in packets of up to {} B", p.max_payload)
+        ),
+        if args.true_link_samples {
+            ", emulated link samples from the emulator's record (--true-link-samples)"
+        } else {
+            ""
+        }
     ));
     s.push_str("| trace | s | mean Mbit/s | agreement | within 1 layer | misses sim | misses emulated | offloaded sim / emu | mean k sim / emu | p95 latency sim / emu (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
@@ -730,6 +827,19 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
             r.trace,
             1e3 * r.sim_overheads.decide_s,
             1e3 * r.sim_overheads.server_extra_s
+        ));
+    }
+    s.push_str("\nThe same emulated runs against the simulator with the other link model:\n\n| trace | simulated link | agreement | within 1 layer | misses sim | mean k sim |\n|---|---|---|---|---|---|\n");
+    for r in results {
+        let o = &r.other_link;
+        s.push_str(&format!(
+            "| {} | {} | {:.1} % | {:.1} % | {:.2} % | {:.2} |\n",
+            r.trace,
+            o.model,
+            100.0 * o.agreement,
+            100.0 * o.agreement_within_one_layer,
+            100.0 * o.sim_miss_rate,
+            o.sim_mean_layers
         ));
     }
     s.push_str(&format!(

@@ -199,6 +199,7 @@ fn run_demo<M: DeviceModel>(
         one_way_s: sim.link.rtt_s / 2.0,
         queue_bytes: 16 * 1024,
         lead_s: 0.5,
+        true_link_samples: false,
     };
     let mut progress = Progress {
         bar: bar.clone(),

@@ -40,7 +40,8 @@ pub struct EmulatorConfig {
     pub max_flows: usize,
     /// A flow without packets for this long is forgotten.
     pub flow_idle_timeout: Duration,
-    /// Uplink packets to keep in the packet log ([`Emulator::uplink_packets`]); 0 keeps none.
+    /// Packets to keep in each direction's packet log ([`Emulator::uplink_packets`],
+    /// [`Emulator::downlink_packets`]); 0 keeps none.
     pub uplink_packet_log: usize,
 }
 
@@ -172,7 +173,9 @@ impl Emulator {
             uplink: Mutex::new(
                 LinkModel::new(uplink, config.uplink).with_packet_log(config.uplink_packet_log),
             ),
-            downlink: Mutex::new(LinkModel::new(downlink, config.downlink)),
+            downlink: Mutex::new(
+                LinkModel::new(downlink, config.downlink).with_packet_log(config.uplink_packet_log),
+            ),
             config,
             flows: Mutex::new(HashMap::new()),
             stats: Mutex::new(EmulatorStats::default()),
@@ -237,6 +240,32 @@ impl Emulator {
     pub fn uplink_packets(&self) -> Vec<PacketRecord> {
         self.shared
             .uplink
+            .lock()
+            .map(|l| l.packet_log().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The first `limit` packets of the uplink's log offered at or after `from` (seconds since
+    /// [`Emulator::started_at`]), without copying the rest of the log.
+    pub fn uplink_packets_from(&self, from: f64, limit: usize) -> Vec<PacketRecord> {
+        self.shared
+            .uplink
+            .lock()
+            .map(|l| {
+                let log = l.packet_log();
+                // Offer times never decrease: the relay stamps packets as it reads them.
+                let first = log.partition_point(|p| p.offered < from);
+                log[first..log.len().min(first.saturating_add(limit))].to_vec()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The downlink's packet log, like [`Emulator::uplink_packets`]: with it, the time from a
+    /// frame's arrival at the server to its reply entering the downlink, and from the reply's
+    /// exit to the agent reading it, can be told apart.
+    pub fn downlink_packets(&self) -> Vec<PacketRecord> {
+        self.shared
+            .downlink
             .lock()
             .map(|l| l.packet_log().to_vec())
             .unwrap_or_default()
