@@ -33,8 +33,8 @@ impl ConvBn {
 
     /// Applies the block; `train` selects batch statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn.forward(&self.conv.forward(x)?, train)?;
-        if self.relu { y.relu() } else { Ok(y) }
+        self.bn
+            .forward_act(&self.conv.forward(x)?, train, self.relu)
     }
 }
 

@@ -42,10 +42,10 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: the retrained model (models/README.md, stage 2 \
-            40 000 images) gives k = 1..6 84.69, 88.03, 87.90, 88.55, 88.49, 88.01 %: three \
-            dips (k = 3 -0.13, k = 5 -0.06, k = 6 -0.48 points; the previous model had one, \
-            k = 6 -1.05); the held-out training images dip at k = 5 and 6 too"]
+#[ignore = "known failure, issue 4 stays open: the retrained model (models/README.md, stage 1 \
+            10 epochs) gives k = 1..6 84.12, 88.84, 89.11, 89.64, 89.69, 89.26 %: one dip, \
+            k = 6 -0.43 points (the previous model had three, the largest k = 6 -0.48); the \
+            held-out training images dip at k = 6 too"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -114,9 +114,9 @@ fn coded_sizes_match_the_models_rate_estimate() {
 }
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
-const LOCAL_FLOOR: f64 = 0.90;
-const BASE_FLOOR: f64 = 0.84;
-const ALL_LAYERS_FLOOR: f64 = 0.875;
+const LOCAL_FLOOR: f64 = 0.91;
+const BASE_FLOOR: f64 = 0.835;
+const ALL_LAYERS_FLOOR: f64 = 0.885;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
 const CODEC_TABLE_TOLERANCE: f64 = 0.01;

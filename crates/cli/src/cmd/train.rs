@@ -30,6 +30,10 @@ pub struct Args {
     /// Peak learning rates of stages 1, 2 and 3; default: the recipe's.
     #[arg(long, value_delimiter = ',')]
     pub learning_rates: Option<Vec<f64>>,
+    /// Random translation of the training images, in pixels (0: flips only, as models before
+    /// 2026-11-26 13:00 were trained).
+    #[arg(long)]
+    pub shift_pixels: Option<usize>,
     /// λ of the base layer (per bit per image); λ_k = first · ratio^(k−1).
     #[arg(long)]
     pub lambda_first: Option<f64>,
@@ -95,6 +99,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = &args.stage_images {
         recipe.stage_images = [v[0], v[1], v[2]];
+    }
+    if let Some(shift) = args.shift_pixels {
+        recipe.shift_pixels = shift;
     }
     if let Some(v) = &args.learning_rates {
         recipe.learning_rates = [v[0], v[1], v[2]];
