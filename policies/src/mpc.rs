@@ -50,9 +50,6 @@ pub struct Mpc {
     /// Per-decision tables, kept to avoid allocating every frame.
     times: Vec<FrameTimes>,
     actions: Vec<Action>,
-    /// Per first action: the highest holdable ceiling from the lowest admissible held action
-    /// up to each one.
-    upto: Vec<f64>,
     /// The measured-error margin, when it replaces `z`.
     margin: Option<ForecastError>,
     /// The shortest delay from capture to decision seen so far: the encoder's time on an idle
@@ -94,6 +91,10 @@ struct Action {
     holdable: bool,
     /// Highest utility a frame can get under this action.
     ceiling: f64,
+    /// Highest `ceiling` of the holdable actions up to this one, local included.
+    upto_all: f64,
+    /// The same without local.
+    upto_offload: f64,
 }
 
 /// The constants of one decision's device model: what every step of every plan shares.
@@ -293,7 +294,6 @@ impl Mpc {
             last_first: 0,
             times: Vec::new(),
             actions: Vec::new(),
-            upto: Vec::new(),
             margin: None,
             encoder_s: f64::INFINITY,
             bursts: false,
@@ -366,6 +366,8 @@ impl Mpc {
             transfer: 0.0,
             holdable: true,
             ceiling: (local.accuracy.max(miss) - local_energy).max(miss),
+            upto_all: f64::NEG_INFINITY,
+            upto_offload: f64::NEG_INFINITY,
         });
         // With partial results a frame may deliver a shorter prefix, which can be the more
         // accurate one when accuracy dips with k: the ceiling takes the best prefix.
@@ -395,15 +397,26 @@ impl Mpc {
                 } else {
                     f64::INFINITY
                 },
+                upto_all: f64::NEG_INFINITY,
+                upto_offload: f64::NEG_INFINITY,
             });
         }
         if !(bounded && local.energy_j >= 0.0) {
             self.actions[0].ceiling = f64::INFINITY;
         }
-        for a in &mut self.actions {
+        let (mut all, mut offload) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+        for (i, a) in self.actions.iter_mut().enumerate() {
             if a.ceiling.is_nan() {
                 a.ceiling = f64::INFINITY;
             }
+            if a.holdable {
+                all = all.max(a.ceiling);
+                if i > 0 {
+                    offload = offload.max(a.ceiling);
+                }
+            }
+            a.upto_all = all;
+            a.upto_offload = offload;
         }
     }
 
@@ -448,21 +461,23 @@ impl Mpc {
             };
             // A burst is followed by any sustainable action.
             let lowest_rest = if first > last_holdable { 0 } else { first };
-            // The highest ceiling of the holdable actions from `lowest_rest` up to each one:
-            // what a plan held with it or a smaller admissible action can reach. Counted from
-            // `lowest_rest`, not from local, whose ceiling (often the highest) would keep
-            // every held action in play.
-            self.upto.clear();
-            let mut upto = f64::NEG_INFINITY;
-            for a in &self.actions[lowest_rest..=last_holdable] {
-                if a.holdable {
-                    upto = upto.max(a.ceiling);
+            // What a plan held with an action up to `rest` can reach: local's ceiling (often
+            // the highest) only counts when local may be held.
+            let upto = |rest: usize| {
+                let a = &self.actions[rest];
+                if lowest_rest == 0 {
+                    a.upto_all
+                } else {
+                    a.upto_offload
                 }
-                self.upto.push(upto);
-            }
+            };
             // No plan starting with this action can win: skip even its first step.
             if !best.beaten_by(
-                ceiling_sum(self.actions[first].ceiling, upto, horizon - 1),
+                ceiling_sum(
+                    self.actions[first].ceiling,
+                    upto(last_holdable),
+                    horizon - 1,
+                ),
                 first,
             ) {
                 continue;
@@ -473,8 +488,7 @@ impl Mpc {
             for rest in (lowest_rest..=last_holdable).rev() {
                 let act = &self.actions[rest];
                 // No plan held with this action or a smaller one can win any more.
-                let upto = self.upto[rest - lowest_rest];
-                if !best.beaten_by(ceiling_sum(u0, upto, horizon - 1), first) {
+                if !best.beaten_by(ceiling_sum(u0, upto(rest), horizon - 1), first) {
                     break;
                 }
                 if !act.holdable {
