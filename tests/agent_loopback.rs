@@ -2,14 +2,13 @@
 //! agent's controller deciding per frame, a real QUIC connection through the trace-driven link
 //! emulator to the edge server.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use offload_agent::{AgentConfig, SimulatedBattery};
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
 use offload_controller::{ControllerConfig, Profile};
-use offload_model::{Dataset, Split, SplitModel};
+use offload_e2e::fmnist;
 use offload_sim::FrameRecord;
 use offload_sim::battery::BatteryConfig;
 use offload_transport::emulator::{
@@ -20,34 +19,6 @@ use offload_transport::{
 };
 
 const FPS: f64 = 30.0;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-struct Fixture {
-    model: Arc<SplitModel>,
-    profile: Profile,
-    inputs: Vec<(Vec<u8>, Option<u32>)>,
-}
-
-fn fixture(frames: usize) -> Fixture {
-    let model = Arc::new(SplitModel::load(&repo().join("models/fmnist")).expect("committed model"));
-    let profile = Profile::load(&repo().join("profiles/fmnist.toml")).expect("committed profile");
-    let test = Dataset::load(
-        Path::new(offload_model::data::DEFAULT_FASHION_MNIST_DIR),
-        Split::Test,
-    )
-    .expect("Fashion-MNIST installed by scripts/setup.sh");
-    let inputs = (0..frames)
-        .map(|i| (test.image(i).to_vec(), Some(u32::from(test.labels[i]))))
-        .collect();
-    Fixture {
-        model,
-        profile,
-        inputs,
-    }
-}
 
 fn agent_config(profile: &Profile) -> AgentConfig {
     AgentConfig {
@@ -84,7 +55,7 @@ fn mean_layers(records: &[FrameRecord], from: f64, to: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_frame_is_answered_and_a_step_down_sends_fewer_layers() {
     let seconds = 8.0;
-    let f = fixture((seconds * FPS) as usize);
+    let f = fmnist((seconds * FPS) as usize);
     let all = f.profile.layers.last().unwrap().bytes_median * 8.0 * FPS;
     let one = f.profile.layers[0].bytes_median * 8.0 * FPS;
     // Room for every layer (and QUIC's headers) first, then for little more than the base layer.
@@ -171,7 +142,7 @@ async fn every_frame_is_answered_and_a_step_down_sends_fewer_layers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_means_local_results_and_offloading_resumes_when_it_returns() {
     let seconds = 9.0;
-    let f = fixture((seconds * FPS) as usize);
+    let f = fmnist((seconds * FPS) as usize);
     let identity = ServerIdentity::generate(&["localhost"]).unwrap();
     let token = AuthToken::new(b"loopback-test".to_vec()).unwrap();
     let handler = Arc::new(SplitHandler::new(f.model.clone()));

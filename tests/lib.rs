@@ -2,12 +2,45 @@
 //! holds what several of them share.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use offload_controller::Profile;
 use offload_model::detector::default_model_dir;
+use offload_model::{Dataset, Split, SplitModel};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The committed Fashion-MNIST split model, its profile, and real test images with their labels
+/// (as the agent takes its inputs).
+pub struct Fmnist {
+    /// `models/fmnist`.
+    pub model: Arc<SplitModel>,
+    /// `profiles/fmnist.toml`.
+    pub profile: Profile,
+    /// The first test images, each with its label.
+    pub inputs: Vec<(Vec<u8>, Option<u32>)>,
+}
+
+/// [`Fmnist`] with the first `frames` test images (Fashion-MNIST installed by `scripts/setup.sh`).
+pub fn fmnist(frames: usize) -> Fmnist {
+    let model = Arc::new(SplitModel::load(&repo().join("models/fmnist")).expect("committed model"));
+    let profile = Profile::load(&repo().join("profiles/fmnist.toml")).expect("committed profile");
+    let test = Dataset::load(
+        Path::new(offload_model::data::DEFAULT_FASHION_MNIST_DIR),
+        Split::Test,
+    )
+    .expect("Fashion-MNIST installed by scripts/setup.sh");
+    let inputs = (0..frames)
+        .map(|i| (test.image(i).to_vec(), Some(u32::from(test.labels[i]))))
+        .collect();
+    Fmnist {
+        model,
+        profile,
+        inputs,
+    }
 }
 
 /// The converted detector's folder and the video frames' folder, or `None` when they are not

@@ -3,22 +3,15 @@
 //! the link sample — the same interval the emulator's packet log holds for the frame, in the
 //! agent's wire bytes — and still answers every frame.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use offload_agent::loopback::{LoopbackLink, run_loopback};
 use offload_agent::sample_error::match_frames;
 use offload_agent::{AgentConfig, AgentEvents, SimulatedBattery};
 use offload_cli::{SplitDevice, SplitHandler};
-use offload_controller::Profile;
-use offload_model::{Dataset, Split, SplitModel};
 use offload_sim::SimConfig;
 use offload_transport::emulator::ConstantRate;
 use offload_transport::{ClientConfig, FrameReply};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 #[derive(Default)]
 struct Replies(Vec<(u64, FrameReply)>);
@@ -32,16 +25,11 @@ impl AgentEvents for Replies {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn true_link_samples_are_the_emulators_service_of_each_frame() {
     let frames = 90;
-    let model = Arc::new(SplitModel::load(&repo().join("models/fmnist")).expect("committed model"));
-    let profile = Profile::load(&repo().join("profiles/fmnist.toml")).expect("committed profile");
-    let test = Dataset::load(
-        Path::new(offload_model::data::DEFAULT_FASHION_MNIST_DIR),
-        Split::Test,
-    )
-    .expect("Fashion-MNIST installed by scripts/setup.sh");
-    let inputs = (0..frames)
-        .map(|i| (test.image(i).to_vec(), Some(u32::from(test.labels[i]))))
-        .collect();
+    let offload_e2e::Fmnist {
+        model,
+        profile,
+        inputs,
+    } = offload_e2e::fmnist(frames);
     let sim = SimConfig::default();
     let one_way = 0.025;
     // 150 kbit/s: a frame's one packet takes 10-50 ms, long next to any timing error.

@@ -9,23 +9,17 @@
 //! timing is jittered by other work: they were chosen from runs on such a machine
 //! (docs/results/emulation.md), not from a quiet one.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use offload_agent::SimulatedBattery;
 use offload_agent::compare::{Comparison, FrameRows, wire_sizes};
 use offload_agent::loopback::{LoopbackLink, run_loopback};
 use offload_cli::{SplitDevice, SplitHandler, TraceSchedule};
-use offload_controller::Profile;
-use offload_model::{Dataset, Split, SplitModel};
+use offload_e2e::{Fmnist, fmnist, repo};
 use offload_sim::link::PacketModel;
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_sim::{SimConfig, simulate_with};
 use offload_transport::ClientConfig;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn scaled(trace: &Trace, factor: f64) -> Trace {
     let segments: Vec<(f64, f64)> = trace
@@ -44,13 +38,6 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
     )
     .unwrap();
     let trace = scaled(&trace, 0.03);
-    let model = Arc::new(SplitModel::load(&repo().join("models/fmnist")).expect("committed model"));
-    let profile = Profile::load(&repo().join("profiles/fmnist.toml")).expect("committed profile");
-    let test = Dataset::load(
-        Path::new(offload_model::data::DEFAULT_FASHION_MNIST_DIR),
-        Split::Test,
-    )
-    .expect("Fashion-MNIST installed by scripts/setup.sh");
     // The frame sizes given to the simulator are wire bytes already: no payload efficiency,
     // and packets of up to a UDP payload of them with no further overhead, handed to the
     // bottleneck at once, as the emulated link carries them (as `offload compare`).
@@ -72,7 +59,12 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
     // The emulator has no radio: no RRC promotion on either side (as `offload compare`).
     config.controller.radio.promotion_s = 0.0;
     let n = (seconds * config.fps) as usize;
-    let images: Vec<Vec<u8>> = (0..n).map(|i| test.image(i).to_vec()).collect();
+    let Fmnist {
+        model,
+        profile,
+        inputs,
+    } = fmnist(n);
+    let images: Vec<Vec<u8>> = inputs.iter().map(|(image, _)| image.clone()).collect();
     let device = SplitDevice::new(model.clone());
     let rows = wire_sizes(&device, &images, overhead).unwrap();
 
@@ -84,11 +76,6 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         lead_s: 2.0,
         true_link_samples: false,
     };
-    let inputs = images
-        .into_iter()
-        .enumerate()
-        .map(|(i, image)| (image, Some(u32::from(test.labels[i]))))
-        .collect();
     let agent_config = offload_agent::AgentConfig {
         fps: config.fps,
         deadline: std::time::Duration::from_secs_f64(config.deadline_s),
