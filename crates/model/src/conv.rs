@@ -16,6 +16,8 @@ use candle_core::{
 };
 use candle_nn::{Init, VarBuilder};
 
+use crate::matmul::{Operand, matmul};
+
 /// Geometry of one im2col: kernel size, stride and zero padding (square).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Geometry {
@@ -154,61 +156,6 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// A row-major matrix operand of [`matmul`], read as stored or transposed (the stored matrix
-/// is then columns × rows of the logical one).
-struct Operand<'a> {
-    data: &'a [f32],
-    transposed: bool,
-}
-
-/// `dst (m × n) = lhs (m × k) · rhs (k × n)`, overwriting `dst`, with the threads candle uses.
-fn matmul(m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, dst: &mut [f32]) {
-    assert_eq!(dst.len(), m * n, "matmul: destination is not {m}×{n}");
-    assert_eq!(lhs.data.len(), m * k, "matmul: lhs is not {m}×{k}");
-    assert_eq!(rhs.data.len(), k * n, "matmul: rhs is not {k}×{n}");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        dst.fill(0.0);
-        return;
-    }
-    // (row stride, column stride) of each operand as stored.
-    let (lhs_rs, lhs_cs) = if lhs.transposed { (1, m) } else { (k, 1) };
-    let (rhs_rs, rhs_cs) = if rhs.transposed { (1, k) } else { (n, 1) };
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above give every operand its full extent under the strides chosen;
-    // with read_dst false the old contents of `dst` are never read.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.data.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// The convolution `(x (C, B, H, W), weight (O, C, k, k), bias (O)) → (O, B, Ho, Wo)`.
 struct ConvOp {
     geometry: Geometry,
@@ -266,7 +213,15 @@ impl CustomOp3 for ConvOp {
                 data: x,
                 transposed: false,
             };
-            matmul(o, n, depth, lhs, rhs, &mut out);
+            matmul(
+                o,
+                n,
+                depth,
+                lhs,
+                rhs,
+                &mut out,
+                candle_core::utils::get_num_threads(),
+            );
         } else {
             with_columns(depth * n, |cols| {
                 im2col(x, [c, b, h, w], g, cols);
@@ -274,7 +229,15 @@ impl CustomOp3 for ConvOp {
                     data: cols,
                     transposed: false,
                 };
-                matmul(o, n, depth, lhs, rhs, &mut out);
+                matmul(
+                    o,
+                    n,
+                    depth,
+                    lhs,
+                    rhs,
+                    &mut out,
+                    candle_core::utils::get_num_threads(),
+                );
             });
         }
         for (row, &bv) in out.chunks_exact_mut(n.max(1)).zip(bias) {
@@ -348,12 +311,28 @@ impl CustomOp2 for ConvInputGrad {
         };
         let out = if g.is_pointwise() {
             let mut out = vec![0f32; depth * n];
-            matmul(depth, n, o, lhs, rhs, &mut out);
+            matmul(
+                depth,
+                n,
+                o,
+                lhs,
+                rhs,
+                &mut out,
+                candle_core::utils::get_num_threads(),
+            );
             out
         } else {
             let mut out = vec![0f32; c * b * h * w];
             with_columns(depth * n, |cols| {
-                matmul(depth, n, o, lhs, rhs, cols);
+                matmul(
+                    depth,
+                    n,
+                    o,
+                    lhs,
+                    rhs,
+                    cols,
+                    candle_core::utils::get_num_threads(),
+                );
                 col2im(cols, self.input_dims, g, &mut out);
             });
             out
@@ -396,7 +375,15 @@ impl CustomOp2 for ConvWeightGrad {
                 data: x,
                 transposed: true,
             };
-            matmul(o, depth, n, lhs, rhs, &mut out);
+            matmul(
+                o,
+                depth,
+                n,
+                lhs,
+                rhs,
+                &mut out,
+                candle_core::utils::get_num_threads(),
+            );
         } else {
             with_columns(depth * n, |cols| {
                 im2col(x, [c, b, h, w], g, cols);
@@ -404,7 +391,15 @@ impl CustomOp2 for ConvWeightGrad {
                     data: cols,
                     transposed: true,
                 };
-                matmul(o, depth, n, lhs, rhs, &mut out);
+                matmul(
+                    o,
+                    depth,
+                    n,
+                    lhs,
+                    rhs,
+                    &mut out,
+                    candle_core::utils::get_num_threads(),
+                );
             });
         }
         Ok((CpuStorage::F32(out), Shape::from((o, depth))))

@@ -26,6 +26,7 @@ pub mod init;
 pub mod layer;
 pub mod layered;
 pub mod manifest;
+mod matmul;
 pub mod measure;
 pub mod model;
 pub mod pca;

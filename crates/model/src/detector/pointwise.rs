@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::conv::Activation;
+use crate::matmul::{Operand, matmul};
 
 /// A row-major (M, K) weight matrix.
 #[derive(Debug, Clone)]
@@ -62,37 +63,21 @@ impl PackedMatrix {
             return;
         }
         let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the asserts above give every operand its full extent: dst (rows × n, row
-        // stride n), lhs (rows × depth, row stride depth), rhs (depth × n, row stride n); with
-        // read_dst false the old contents of `out` are never read.
-        unsafe {
-            gemm::gemm(
-                self.rows,
-                n,
-                self.depth,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                self.matrix.as_ptr(),
-                1,
-                self.depth as isize,
-                x.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        matmul(
+            self.rows,
+            n,
+            self.depth,
+            Operand {
+                data: &self.matrix,
+                transposed: false,
+            },
+            Operand {
+                data: x,
+                transposed: false,
+            },
+            out,
+            threads,
+        );
         let epilogue = |(r, row): (usize, &mut [f32])| {
             let b = bias[r];
             match skip {
