@@ -11,9 +11,9 @@
 //! layers that arrived by then: any prefix of the scalable codec decodes. The server finishes the
 //! model and the result comes back after the return propagation delay. Energy: compute power ×
 //! compute time, and the radio model's promotion, active and tail energy; the battery drains by
-//! that plus a baseline draw. The controller only
-//! ever sees what a real agent sees: its own sends, the server's delivery reports (bytes and
-//! receive times) and RTT samples when replies arrive, battery readings — never the trace.
+//! that plus a baseline draw. The controller only ever sees what a real agent sees: its own
+//! sends, the server's delivery reports (bytes and receive times), the path's RTT when the first
+//! reply arrives (it is constant; see `Pending`), battery readings — never the trace.
 //!
 //! The physics (link, CPU, radio, battery) lives in [`SimState`], a small cloneable value that
 //! only the decisions change: [`simulate`] drives it with the controller, and the offline oracle
