@@ -30,6 +30,10 @@ impl Policy for FixedK {
         false
     }
 
+    fn reads_throughput_estimate(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
         let layers = self.k.min(frame.offload.len() as u32);
         if layers == 0 {

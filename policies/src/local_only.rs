@@ -15,6 +15,10 @@ impl Policy for LocalOnly {
         false
     }
 
+    fn reads_throughput_estimate(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, _frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
         Decision::Local
     }

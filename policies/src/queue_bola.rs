@@ -57,6 +57,10 @@ impl Policy for QueueBola {
         false
     }
 
+    fn reads_throughput_estimate(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, ctx: &Context<'_>) -> Decision {
         let Some(base) = frame.offload.first() else {
             return Decision::Local;

@@ -332,6 +332,10 @@ impl Policy for Replay {
         false
     }
 
+    fn reads_throughput_estimate(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
         action_decision(
             self.schedule

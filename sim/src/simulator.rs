@@ -604,16 +604,17 @@ pub fn simulate_with(
     simulate_records(trace, profile, sizes, policy, config, true, on_frame)
 }
 
-/// [`simulate_with`], filling each record's `capacity_bps` only when `with_capacity` (else it
-/// stays 0): the trace lookup is a few percent of a frame's cost, and a sweep that keeps only
-/// the summaries does not need it. Everything else is the same, bit for bit.
+/// [`simulate_with`], filling each record's `capacity_bps` and `estimate_bps` only when
+/// `series` (else they stay 0): the trace lookup and the estimate are a few percent of a
+/// frame's cost each, and a sweep that keeps only the summaries needs neither. Everything else
+/// is the same, bit for bit.
 pub fn simulate_records(
     trace: &Trace,
     profile: &Profile,
     mut sizes: impl FrameSource,
     policy: Box<dyn Policy>,
     config: &SimConfig,
-    with_capacity: bool,
+    series: bool,
     mut on_frame: impl FnMut(&FrameRecord),
 ) -> Summary {
     // The policies model the sender this run simulates.
@@ -691,8 +692,8 @@ pub fn simulate_records(
             record.accuracy = 0.0;
             record.energy_j = 0.0;
             record.battery = battery;
-            record.estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
-            if with_capacity {
+            if series {
+                record.estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
                 record.capacity_bps = trace.capacity_near(start, &mut capacity_segment);
             }
             record.utility = state.skipped_utility(&setup);
@@ -713,7 +714,11 @@ pub fn simulate_records(
         }
         setup.refill_options(profile, i, frame_sizes, &mut options);
         let decision = controller.decide(decided_at, &options);
-        let estimate_bps = controller.estimates().throughput.map_or(0.0, |e| e.bps);
+        let estimate_bps = if series {
+            controller.estimates().throughput.map_or(0.0, |e| e.bps)
+        } else {
+            0.0
+        };
         let out = state.commit(&setup, &options, decided_at, decision, &mut pending);
         if written != Some(Some(decision)) {
             record.decision.clear();
@@ -733,7 +738,7 @@ pub fn simulate_records(
         record.energy_j = out.energy_j;
         record.battery = state.battery_level();
         record.estimate_bps = estimate_bps;
-        if with_capacity {
+        if series {
             record.capacity_bps = trace.capacity_near(decided_at, &mut capacity_segment);
         }
         record.utility = out.utility;

@@ -262,7 +262,7 @@ pub async fn run_agent<M: DeviceModel>(
                 i,
                 captured - start,
                 level,
-                &controller,
+                &mut controller,
                 &utility,
             ));
             continue;
@@ -448,7 +448,7 @@ fn skipped_record(
     i: u64,
     captured: f64,
     level: f64,
-    controller: &Controller,
+    controller: &mut Controller,
     utility: &Utility,
 ) -> FrameRecord {
     FrameRecord {

@@ -55,6 +55,10 @@ pub struct Controller {
     throughput: Box<dyn ThroughputEstimator>,
     rtt: RttEstimator,
     estimates: Estimates,
+    /// The estimator has samples that `estimates.throughput` does not reflect yet: the estimate
+    /// is computed when read, not at every sample, because half the built-in policies never
+    /// read it and a sweep's simulator does not record it.
+    throughput_stale: bool,
     device: DeviceState,
     radio_state: RadioState,
     policy: Box<dyn Policy>,
@@ -70,6 +74,7 @@ impl Controller {
                 server_reachable: true,
                 ..Estimates::default()
             },
+            throughput_stale: false,
             device: DeviceState::default(),
             radio_state: RadioState::default(),
             config,
@@ -88,7 +93,7 @@ impl Controller {
             Observation::Delivered { sample, .. } => {
                 e.in_flight_bytes = e.in_flight_bytes.saturating_sub(sample.bytes);
                 self.throughput.on_sample(now, &sample);
-                e.throughput = self.throughput.estimate();
+                self.throughput_stale = true;
                 self.radio_state.record_activity(sample.end.min(now));
             }
             Observation::Abandoned { bytes, .. } => {
@@ -147,6 +152,9 @@ impl Controller {
         if !self.estimates.server_reachable || frame.offload.is_empty() {
             return Decision::Local;
         }
+        if self.policy.reads_throughput_estimate() {
+            self.refresh_throughput();
+        }
         let ctx = Context {
             now,
             estimates: &self.estimates,
@@ -164,10 +172,18 @@ impl Controller {
         }
     }
 
-    /// The current estimates.
+    /// The current estimates (the throughput estimate is brought up to date first).
     #[inline]
-    pub fn estimates(&self) -> &Estimates {
+    pub fn estimates(&mut self) -> &Estimates {
+        self.refresh_throughput();
         &self.estimates
+    }
+
+    fn refresh_throughput(&mut self) {
+        if self.throughput_stale {
+            self.estimates.throughput = self.throughput.estimate();
+            self.throughput_stale = false;
+        }
     }
 
     /// Whether the policy uses [`Observation::FrameDone`] (see [`Policy::observes_frame_done`]).
@@ -273,5 +289,52 @@ mod tests {
             Box::new(Always(Decision::Offload { layers: 7 })),
         );
         assert_eq!(c2.decide(0.0, &frame()), Decision::Local);
+    }
+
+    /// Records the throughput estimate each decision saw.
+    #[derive(Debug)]
+    struct Seen(std::sync::Arc<std::sync::Mutex<Vec<Option<f64>>>>);
+    impl Policy for Seen {
+        fn name(&self) -> &str {
+            "seen"
+        }
+        fn decide(&mut self, _: &FrameOptions, ctx: &Context<'_>) -> Decision {
+            self.0
+                .lock()
+                .unwrap()
+                .push(ctx.estimates.throughput.map(|e| e.bps));
+            Decision::Local
+        }
+    }
+
+    #[test]
+    fn a_decision_sees_the_estimate_of_every_sample_before_it() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut c = Controller::new(ControllerConfig::default(), Box::new(Seen(seen.clone())));
+        c.decide(0.0, &frame());
+        for (i, kbps) in [1000.0, 4000.0, 2000.0].into_iter().enumerate() {
+            let t = i as f64 * 0.1;
+            let sample = RateSample {
+                start: t,
+                end: t + 0.01,
+                bytes: (kbps * 1e3 * 0.01 / 8.0) as u64,
+            };
+            c.observe(t + 0.01, Observation::Delivered { frame: 0, sample });
+            c.decide(t + 0.02, &frame());
+        }
+        // Harmonic means of the window after each sample.
+        let expected = [None, Some(1e6), Some(1.6e6), Some(12e6 / 7.0)];
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), expected.len());
+        for (got, want) in seen.iter().zip(expected) {
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1.0, "{seen:?}"),
+                _ => panic!("{seen:?}"),
+            }
+        }
+        // The estimate read directly is the same as the last decision's.
+        let last = c.estimates().throughput.unwrap().bps;
+        assert!((last - 12e6 / 7.0).abs() < 1.0);
     }
 }

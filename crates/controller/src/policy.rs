@@ -53,4 +53,11 @@ pub trait Policy: Send + std::fmt::Debug {
     fn observes_frame_done(&self) -> bool {
         true
     }
+
+    /// Whether [`Self::decide`] reads `ctx.estimates.throughput` (default: yes). The controller
+    /// computes the estimate before a decision only for a policy that says yes; one that says
+    /// no sees the estimate as of the last time someone asked for it.
+    fn reads_throughput_estimate(&self) -> bool {
+        true
+    }
 }
