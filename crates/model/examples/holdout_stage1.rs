@@ -2,8 +2,9 @@
 //! first 50 000 training images only, then the local path's accuracy on the last 10 000, which
 //! it never saw: how a stage-1 budget is chosen without looking at the test set.
 //!
-//! `holdout_stage1 <stage-1 images> [seed] [data dir]`; the rest of the recipe is
-//! `TrainConfig::fmnist()`.
+//! `holdout_stage1 <stage-1 images> [seed] [data dir] [weights out]`; the rest of the recipe is
+//! `TrainConfig::fmnist()`. With `weights out`, the trained variables are saved there
+//! (safetensors) for `holdout_stage2`, which runs stage-2 variants from them.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,13 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let images: usize = args
         .next()
-        .ok_or("usage: holdout_stage1 <stage-1 images> [seed] [data dir]")?
+        .ok_or("usage: holdout_stage1 <stage-1 images> [seed] [data dir] [weights out]")?
         .parse()?;
     let seed: Option<u64> = args.next().map(|s| s.parse()).transpose()?;
     let dir = PathBuf::from(
         args.next()
             .unwrap_or_else(|| DEFAULT_FASHION_MNIST_DIR.into()),
     );
+    let weights_out: Option<PathBuf> = args.next().map(PathBuf::from);
     let all = Dataset::load(&dir, Split::Train)?;
     let fit = all
         .len()
@@ -57,6 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     })?;
     let train_s = start.elapsed().as_secs_f64();
+    if let Some(path) = &weights_out {
+        trained.vars.save(path)?;
+        println!("stage-1 weights saved to {}", path.display());
+    }
 
     let net = &trained.network;
     let mut correct = 0;

@@ -41,6 +41,18 @@ pub struct TrainConfig {
     /// fill), drawn with the flip; 0 (models before 2026-11-26 13:00) keeps only the flip.
     #[serde(default)]
     pub shift_pixels: usize,
+    /// Weight of the local path's cross-entropy in stage 2's mean, against weight 1 for each
+    /// layer count's term (1: a plain mean over N + 1 terms, as models before 2026-11-26 15:00).
+    #[serde(default = "one")]
+    pub stage2_local_weight: f64,
+    /// The encoder's learning rate in stage 2 as a fraction of the stage's; 0 freezes the
+    /// encoder (inference-mode batch norm), so the local path keeps stage 1's features.
+    #[serde(default = "one")]
+    pub stage2_encoder_lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl TrainConfig {
@@ -60,6 +72,8 @@ impl TrainConfig {
             lambdas: geometric_lambdas(2e-4, 0.6, ModelConfig::fmnist().num_layers()),
             single_rate: false,
             shift_pixels: 2,
+            stage2_local_weight: 1.0,
+            stage2_encoder_lr_scale: 1.0,
         }
     }
 
@@ -73,6 +87,8 @@ impl TrainConfig {
             lambdas: geometric_lambdas(2e-3, 0.6, ModelConfig::tiny().num_layers()),
             single_rate: false,
             shift_pixels: 0,
+            stage2_local_weight: 1.0,
+            stage2_encoder_lr_scale: 1.0,
         }
     }
 }
@@ -112,8 +128,43 @@ pub fn train(
     config: &ModelConfig,
     recipe: &TrainConfig,
     data: &Dataset,
-    mut log: impl FnMut(&StepLog),
+    log: impl FnMut(&StepLog),
 ) -> Result<Trained> {
+    let (vars, network) = build(config, recipe)?;
+    run_stages(vars, network, recipe, data, 1, log)
+}
+
+/// Stages 2 and 3 of `recipe` on `data`, starting from the encoder and local decoder of a
+/// stage-1 run saved with [`VarMap::save`] at `stage1_weights` (every other variable starts
+/// from the seeded initialisation, as in [`train`]): stage-2 variants without paying for stage 1
+/// again. The shuffling and noise streams start afresh, so the result is not bit-identical to a
+/// [`train`] run of the same recipe.
+pub fn train_after_stage1(
+    config: &ModelConfig,
+    recipe: &TrainConfig,
+    data: &Dataset,
+    stage1_weights: &std::path::Path,
+    log: impl FnMut(&StepLog),
+) -> Result<Trained> {
+    let (vars, network) = build(config, recipe)?;
+    let saved = candle_core::safetensors::load(stage1_weights, &Device::Cpu)?;
+    {
+        let data = vars.data().lock().expect("var map lock poisoned");
+        for (name, var) in data.iter() {
+            if !(name.starts_with("encoder.") || name.starts_with("decoders.local.")) {
+                continue;
+            }
+            let Some(t) = saved.get(name) else {
+                candle_core::bail!("{} has no tensor {name}", stage1_weights.display());
+            };
+            var.set(t)?;
+        }
+    }
+    run_stages(vars, network, recipe, data, 2, log)
+}
+
+/// A freshly initialised network for `config`, after checking `recipe` against it.
+fn build(config: &ModelConfig, recipe: &TrainConfig) -> Result<(VarMap, Network)> {
     if let Err(e) = config.validate() {
         candle_core::bail!("invalid model config: {e}");
     }
@@ -124,12 +175,62 @@ pub fn train(
             config.num_layers()
         );
     }
-    let device = Device::Cpu;
+    if recipe.stage2_local_weight < 0.0 || !(0.0..=1.0).contains(&recipe.stage2_encoder_lr_scale) {
+        candle_core::bail!(
+            "stage-2 local weight {} must be >= 0 and encoder lr scale {} in [0, 1]",
+            recipe.stage2_local_weight,
+            recipe.stage2_encoder_lr_scale
+        );
+    }
     let vars = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vars, DType::F32, &device);
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
     let network = Network::new(config, vb)?;
     reinitialise(&vars, recipe.seed)?;
+    Ok((vars, network))
+}
 
+/// One AdamW per learning-rate group; every group sees the same gradients.
+struct Optimisers {
+    groups: Vec<(AdamW, f64)>,
+}
+
+impl Optimisers {
+    fn new(groups: Vec<(Vec<Var>, f64)>, peak: f64) -> Result<Self> {
+        let groups = groups
+            .into_iter()
+            .filter(|(vars, scale)| !vars.is_empty() && *scale > 0.0)
+            .map(|(vars, scale)| {
+                let params = ParamsAdamW {
+                    lr: peak * scale,
+                    weight_decay: 1e-4,
+                    ..Default::default()
+                };
+                Ok((AdamW::new(vars, params)?, scale))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { groups })
+    }
+
+    fn step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
+        let grads = loss.backward()?;
+        for (opt, scale) in &mut self.groups {
+            opt.set_learning_rate(lr * *scale);
+            opt.step(&grads)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stages `first..=3` of `recipe` on `network` (whose variables are `vars`).
+fn run_stages(
+    vars: VarMap,
+    network: Network,
+    recipe: &TrainConfig,
+    data: &Dataset,
+    first: usize,
+    mut log: impl FnMut(&StepLog),
+) -> Result<Trained> {
+    let device = Device::Cpu;
     let n = data.len();
     let pixels: Vec<f32> = data.pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
     let images = Tensor::from_vec(pixels, (n, IMAGE_SIDE * IMAGE_SIDE), &device)?;
@@ -150,11 +251,29 @@ pub fn train(
         Tensor::from_vec(v, dims, &device)
     };
 
-    for stage in 1..=3usize {
-        let prefixes: &[&str] = match stage {
-            1 => &["encoder.", "decoders.local."],
-            2 => &["encoder.", "layers.", "decoders.high.", "decoders.local."],
-            _ => &["decoders.low.", "decoders.high.", "decoders.local."],
+    for stage in first..=3usize {
+        let encoder_scale = if stage == 2 {
+            recipe.stage2_encoder_lr_scale
+        } else {
+            1.0
+        };
+        let frozen_encoder = encoder_scale == 0.0;
+        let groups: Vec<(Vec<Var>, f64)> = match stage {
+            1 => vec![(select_vars(&vars, &["encoder.", "decoders.local."]), 1.0)],
+            2 => vec![
+                (
+                    select_vars(&vars, &["layers.", "decoders.high.", "decoders.local."]),
+                    1.0,
+                ),
+                (select_vars(&vars, &["encoder."]), encoder_scale),
+            ],
+            _ => vec![(
+                select_vars(
+                    &vars,
+                    &["decoders.low.", "decoders.high.", "decoders.local."],
+                ),
+                1.0,
+            )],
         };
         if stage == 2 {
             copy_vars(&vars, "decoders.local.", "decoders.high.")?;
@@ -162,22 +281,13 @@ pub fn train(
         if stage == 3 {
             copy_vars(&vars, "decoders.high.", "decoders.low.")?;
         }
-        let trainable = select_vars(&vars, prefixes);
         let peak = recipe.learning_rates[stage - 1];
-        let mut opt = AdamW::new(
-            trainable,
-            ParamsAdamW {
-                lr: peak,
-                weight_decay: 1e-4,
-                ..Default::default()
-            },
-        )?;
+        let mut opt = Optimisers::new(groups, peak)?;
         let steps = recipe.stage_images[stage - 1].div_ceil(recipe.batch_size);
         let (mut window_loss, mut window_bits, mut window_n) = (0.0, 0.0, 0usize);
         for step in 0..steps {
             let progress = step as f64 / steps.max(1) as f64;
             let lr = peak * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
-            opt.set_learning_rate(lr);
             let idx = batches.next(&mut rng);
             let idx_t = Tensor::from_vec(idx.clone(), idx.len(), &device)?;
             let b = idx.len();
@@ -197,15 +307,12 @@ pub fn train(
                     (cross_entropy(&logits, &y)?, None)
                 }
                 2 => {
-                    let f = network.encoder().forward(&x, true)?;
-                    stage2_loss(
-                        &network,
-                        &f,
-                        &y,
-                        &recipe.lambdas,
-                        recipe.single_rate,
-                        &mut |d| noise(d, &mut rng),
-                    )?
+                    let f = if frozen_encoder {
+                        network.encoder().forward(&x, false)?.detach()
+                    } else {
+                        network.encoder().forward(&x, true)?
+                    };
+                    stage2_loss(&network, &f, &y, recipe, &mut |d| noise(d, &mut rng))?
                 }
                 _ => {
                     let f = network.encoder().forward(&x, false)?.detach();
@@ -214,7 +321,7 @@ pub fn train(
                     })?
                 }
             };
-            opt.backward_step(&loss)?;
+            opt.step(&loss, lr)?;
             window_loss += f64::from(loss.to_scalar::<f32>()?);
             if let Some(bits) = bits {
                 window_bits += bits;
@@ -294,24 +401,24 @@ fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 
 type Noise<'a> = dyn FnMut(&[usize]) -> Result<Tensor> + 'a;
 
-/// Stage 2: mean over k of CE_k + λ_k·bits_k, plus the local path's CE, over N + 1 terms
-/// (over 2 terms, local and k = N, when `single_rate`).
+/// Stage 2: the weighted mean of the local path's CE (weight `stage2_local_weight`) and of
+/// CE_k + λ_k·bits_k for every k (weight 1 each; only k = N when `single_rate`).
 fn stage2_loss(
     net: &Network,
     features: &Tensor,
     labels: &Tensor,
-    lambdas: &[f64],
-    single_rate: bool,
+    recipe: &TrainConfig,
     noise: &mut Noise,
 ) -> Result<(Tensor, Option<f64>)> {
+    let (lambdas, single_rate) = (&recipe.lambdas, recipe.single_rate);
     let n = net.layers().len();
-    let terms = if single_rate { 2 } else { n + 1 };
+    let weights = recipe.stage2_local_weight + if single_rate { 1.0 } else { n as f64 };
     let mut sum: Option<Tensor> = None;
     let mut bits: Option<Tensor> = None;
-    let mut total = cross_entropy(
+    let mut total = (cross_entropy(
         &net.decoder(DecoderKind::Local).forward(features, true)?,
         labels,
-    )?;
+    )? * recipe.stage2_local_weight)?;
     for (k, layer) in net.layers().iter().enumerate() {
         let out = layer.forward_train(features, true, noise)?;
         sum = Some(match sum {
@@ -339,7 +446,7 @@ fn stage2_loss(
         Some(b) => f64::from(b.to_scalar::<f32>()?),
         None => 0.0,
     };
-    Ok(((total / terms as f64)?, Some(all_bits)))
+    Ok(((total / weights)?, Some(all_bits)))
 }
 
 /// Stage 3: the decoders alone on frozen (detached, inference-mode) codec outputs.

@@ -7,7 +7,7 @@ use offload_model::data::DEFAULT_FASHION_MNIST_DIR;
 use offload_model::eval::evaluate;
 use offload_model::finetune::{FineTuneConfig, fine_tune_decoders};
 use offload_model::save::{SaveInfo, save_model};
-use offload_model::train::{TrainConfig, train};
+use offload_model::train::{TrainConfig, train, train_after_stage1};
 use offload_model::{Dataset, ModelConfig, ModelError, Split, SplitModel};
 
 #[test]
@@ -155,4 +155,51 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
     let err = SplitModel::load(out.path()).unwrap_err();
     assert!(matches!(err, ModelError::Manifest { .. }), "{err}");
     assert!(err.to_string().contains("model.json"));
+}
+
+/// Stage 2 resumed from a saved stage 1 starts from that run's encoder and local decoder, and
+/// with the encoder's stage-2 learning rate at 0 leaves the encoder as stage 1 trained it.
+#[test]
+fn stage_two_resumes_from_saved_stage_one_and_can_freeze_the_encoder() {
+    let dir = Path::new(DEFAULT_FASHION_MNIST_DIR);
+    let train_set = Dataset::load(dir, Split::Train).unwrap().take(1024);
+    let config = ModelConfig::tiny();
+    let mut recipe = TrainConfig::tiny();
+    recipe.stage_images = [256, 0, 0];
+    let stage1 = train(&config, &recipe, &train_set, |_| {}).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let weights = out.path().join("stage1.safetensors");
+    stage1.vars.save(&weights).unwrap();
+    let encoder = |vars: &candle_nn::VarMap| -> Vec<(String, Vec<f32>)> {
+        let data = vars.data().lock().unwrap();
+        let mut v: Vec<_> = data
+            .iter()
+            .filter(|(k, _)| k.starts_with("encoder.") && !k.contains("running_"))
+            .map(|(k, t)| {
+                let values = t.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+                (k.clone(), values)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+
+    recipe.stage_images = [0, 128, 0];
+    recipe.stage2_local_weight = 3.0;
+    recipe.stage2_encoder_lr_scale = 0.0;
+    let mut losses = Vec::new();
+    let frozen = train_after_stage1(&config, &recipe, &train_set, &weights, |s| {
+        losses.push((s.stage, s.loss))
+    })
+    .unwrap();
+    assert!(!encoder(&stage1.vars).is_empty());
+    assert_eq!(encoder(&frozen.vars), encoder(&stage1.vars));
+    assert!(
+        losses.iter().all(|(stage, l)| *stage == 2 && l.is_finite()),
+        "{losses:?}"
+    );
+
+    recipe.stage2_encoder_lr_scale = 0.5;
+    let moved = train_after_stage1(&config, &recipe, &train_set, &weights, |_| {}).unwrap();
+    assert_ne!(encoder(&moved.vars), encoder(&stage1.vars));
 }
