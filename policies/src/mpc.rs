@@ -85,6 +85,8 @@ struct Action {
     energy: f64,
     bits: f64,
     server_time: f64,
+    /// The server time the sender's cutoff leaves (`FrameOptions::cutoff_server_time`).
+    cutoff_server_time: f64,
     /// `bits / rate` at the planning rate.
     transfer: f64,
     /// Whether the action may be held for the rest of the horizon (a sustainable stream).
@@ -211,7 +213,7 @@ impl<'a> Planner<'a> {
         } else if self.partial {
             // The sender stops when the result could no longer come back in time; the server
             // decodes the longest prefix that crossed by then.
-            let cutoff = send_cutoff(t.deadline, self.rtt, act.server_time).max(start);
+            let cutoff = send_cutoff(t.deadline, self.rtt, act.cutoff_server_time).max(start);
             let budget = cutoff - start;
             let value = self.actions[1..a]
                 .iter()
@@ -363,6 +365,7 @@ impl Mpc {
             energy: local_energy,
             bits: 0.0,
             server_time: 0.0,
+            cutoff_server_time: 0.0,
             transfer: 0.0,
             holdable: true,
             ceiling: (local.accuracy.max(miss) - local_energy).max(miss),
@@ -372,8 +375,11 @@ impl Mpc {
         // With partial results a frame may deliver a shorter prefix, which can be the more
         // accurate one when accuracy dips with k: the ceiling takes the best prefix.
         let mut best_prefix = f64::NEG_INFINITY;
+        // `FrameOptions::cutoff_server_time`, without its loop per option.
+        let mut longest_server_time = 0.0f64;
         for (i, o) in frame.offload.iter().enumerate() {
             best_prefix = best_prefix.max(o.accuracy);
+            longest_server_time = longest_server_time.max(o.server_time);
             let best = if ctx.partial_results {
                 best_prefix
             } else {
@@ -387,6 +393,7 @@ impl Mpc {
                 energy: o.device_energy_j,
                 bits,
                 server_time: o.server_time,
+                cutoff_server_time: longest_server_time,
                 transfer: bits / rate,
                 // Within a short horizon a stream slightly above the rate only builds a small
                 // queue, still in time; repeated every frame it grows without bound. A held
@@ -639,7 +646,7 @@ mod tests {
         let (value, sent_until) = if result <= deadline {
             (o.accuracy, end)
         } else if ctx.partial_results {
-            let cutoff = send_cutoff(deadline, rtt, o.server_time).max(start);
+            let cutoff = send_cutoff(deadline, rtt, frame.cutoff_server_time(o.layers)).max(start);
             let value = frame.offload[..action - 1]
                 .iter()
                 .rev()

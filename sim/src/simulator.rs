@@ -462,7 +462,7 @@ impl<'t> SimState<'t> {
                 // With partial results the agent stops sending when a result could no longer
                 // come back in time; bytes after that would only delay the next frames.
                 let cutoff = if setup.partial_results {
-                    send_cutoff(deadline, 2.0 * one_way, o.server_time)
+                    send_cutoff(deadline, 2.0 * one_way, options.cutoff_server_time(layers))
                 } else {
                     deadline
                 }

@@ -135,3 +135,44 @@ fn replaying_the_decisions_of_a_run_with_cut_frames_reproduces_it() {
     let decoded = replay(rows.iter().map(|r| r.layers as u8).collect());
     assert_ne!(decoded.utility, online.utility);
 }
+
+/// The measured detector profile's server decodes 6 layers 0.5 ms slower than 7. A 7-layer
+/// frame cut short is answered from its 6-layer prefix, so the sender's cutoff must leave the
+/// prefix's server time: cut at the 7-layer frame's own time, such answers came 0.5 ms late.
+#[test]
+fn a_prefix_decoded_after_a_cut_is_answered_in_time_even_when_it_decodes_slower() {
+    let profile = profile();
+    assert!(
+        profile.layers[5].server_time_s > profile.layers[6].server_time_s,
+        "the profile no longer has the slower prefix this test is about"
+    );
+    // 6 layers (~2.5 kB) fit a frame interval at 1.2 Mbit/s, 7 (~5.5 kB) do not.
+    let trace = step("flat-1.2-mbps", 1.2e6, 1.2e6, 10.0, 21.0).unwrap();
+    let config = SimConfig {
+        duration_s: Some(20.0),
+        ..SimConfig::default()
+    };
+    let mut cut = 0;
+    let mut late = Vec::new();
+    simulate(
+        &trace,
+        &profile,
+        Box::new(Replay::new(vec![7; 600])),
+        &config,
+        |r| {
+            if r.decided_layers() == 7 && r.layers == 6 && r.bytes_sent > r.bytes {
+                cut += 1;
+                if !r.met_deadline {
+                    late.push((r.frame, r.latency));
+                }
+            }
+        },
+    );
+    assert!(cut > 50, "{cut} frames were cut back to 6 layers");
+    assert!(
+        late.is_empty(),
+        "{} of {cut} late, e.g. {:?}",
+        late.len(),
+        &late[..late.len().min(5)]
+    );
+}

@@ -333,7 +333,7 @@ pub async fn run_agent<M: DeviceModel>(
                 let plan = CutPlan {
                     deadline: captured + deadline_s,
                     rtt: estimates.rtt.map_or(path_min_rtt, |r| r.min),
-                    server_time: options.offload[k - 1].server_time + hold.beyond_profile(),
+                    server_time: options.cutoff_server_time(k as u32) + hold.beyond_profile(),
                     first_packet_bytes: wire_bytes.min(overhead.max_udp_payload),
                     rate_bps: estimates.throughput.map(|e| e.bps),
                 };
