@@ -53,6 +53,18 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
         .init();
+    if matches!(
+        cli.command,
+        Command::Trace(_)
+            | Command::Sim(_)
+            | Command::Eval(_)
+            | Command::Profile(_)
+            | Command::Report(_)
+            | Command::Detect(_)
+            | Command::Compare(_)
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     match cli.command {
         Command::Trace(a) => cmd::trace::run(a),
         Command::Sim(a) => cmd::sim::run(a),
@@ -68,5 +80,18 @@ fn main() -> anyhow::Result<()> {
         Command::ConvertDetector(a) => cmd::convert_detector::run(a),
         Command::TrainDetector(a) => cmd::train_detector::run(a),
         Command::Compare(a) => cmd::compare::run(a),
+    }
+}
+
+/// A command whose output is piped into `head` and the like ends when the reader does, as other
+/// Unix tools do. Rust ignores SIGPIPE, so the first `println!` after the reader closed would
+/// panic. Not for the networked commands (serve, agent, emulate, demo): their sockets are UDP,
+/// but a server must not die with the terminal it was started from.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread is started; no
+    // handler of this program's is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
