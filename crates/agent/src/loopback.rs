@@ -76,6 +76,9 @@ pub struct LoopbackRun {
     /// The emulator's time zero in seconds since the agent client's epoch (negative: the
     /// relay starts before the agent connects), to put the packet log on the agent's clock.
     pub emulator_epoch_s: f64,
+    /// The server's clock's time zero ([`EdgeServer::clock_epoch`]) in seconds since the
+    /// agent client's epoch, to put the server's own times on the agent's clock (analysis).
+    pub server_epoch_s: f64,
     /// How late the emulator sent its uplink and downlink packets after their exit times,
     /// seconds ([`Emulator::egress_lateness`]).
     pub egress_lateness: [Vec<f64>; 2],
@@ -239,6 +242,7 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
         }
     };
     let emulator_epoch_s = -(client.epoch() - emulator.started_at()).as_secs_f64();
+    let server_epoch_s = -(client.epoch() - server.clock_epoch()).as_secs_f64();
     let _ = epoch_s.set(emulator_epoch_s);
     let zero = emulator.started_at() + Duration::from_secs_f64(link.lead_s);
     warm_up(&client, model.as_ref(), &inputs, zero).await;
@@ -272,6 +276,7 @@ pub async fn run_loopback<M: DeviceModel, H: FrameHandler>(
         uplink_packets,
         downlink_packets,
         emulator_epoch_s,
+        server_epoch_s,
         egress_lateness,
     })
 }

@@ -44,6 +44,17 @@ pub struct FrameService {
     pub held: f64,
     /// The propagation RTT the agent timed the sample with, seconds.
     pub rtt: f64,
+    /// When the agent had read the reply (agent's clock).
+    pub reply_received: f64,
+    /// When the server read the frame's last received byte, on the server's clock.
+    pub server_last: f64,
+    /// When the server wrote the reply, on the server's clock.
+    pub server_reply: f64,
+    /// The shift from the server's clock to the agent's the sample was timed with.
+    pub server_clock_shift: f64,
+    /// When the server's socket received the datagram that completed the frame, on the
+    /// server's clock (NaN: not reported).
+    pub server_arrived: f64,
 }
 
 impl FrameService {
@@ -117,6 +128,15 @@ pub fn match_frames(
                     .last()
                     .map_or(reply.header_done, |r| r.last_byte),
             rtt: reply.propagation_rtt,
+            reply_received: reply.reply_received,
+            server_last: reply.server_origin
+                + reply
+                    .receipts
+                    .last()
+                    .map_or(reply.header_done, |r| r.last_byte),
+            server_reply: reply.server_origin + reply.reply_written,
+            server_clock_shift: reply.server_clock_shift,
+            server_arrived: reply.server_arrived.unwrap_or(f64::NAN),
         });
     }
     out

@@ -1,7 +1,6 @@
 //! The agent's side: one QUIC connection to the edge server, one stream per frame, layers
 //! written in order until the deadline, then cancelled.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +13,13 @@ use tokio::sync::{Mutex, Notify};
 use crate::auth::AuthToken;
 use crate::error::TransportError;
 use crate::observe::{
-    DeliverySample, LayerReceipt, PathStats, PropagationRtt, ServiceTiming, frame_samples,
+    DeliverySample, LayerReceipt, PathStats, PropagationRtt, ServerClock, ServiceTiming,
+    frame_samples,
 };
 use crate::overhead::WireOverhead;
 use crate::rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingFactory};
 use crate::tls::{MismatchLog, ServerTrust, quic_client_crypto};
+use crate::uplink_log::UplinkLog;
 use crate::wire::{
     self, AUTH_ACCEPTED, AuthHello, FRAME_FIXED_LEN, FrameFixed, Limits, Reply, ReplyStatus, codes,
 };
@@ -52,6 +53,12 @@ pub struct ClientConfig {
     /// [`FrameReply::link_sample`] instead of the reply's times (a loopback run through the
     /// in-process emulator; `None` everywhere else).
     pub link_truth: Option<LinkTruth>,
+    /// For analysis only (A/B against the samples before 2026-11-26, pass F): time
+    /// [`FrameReply::link_sample`] with this frame's own reply — when the agent read it and
+    /// when the server's task read the last byte — instead of the server's socket stamp
+    /// mapped through the fastest recent reply, and start it without the wait behind the
+    /// agent's ACK packets.
+    pub reply_timed_link_samples: bool,
 }
 
 /// A record of when the uplink served a frame, outside the agent: given the frame's send
@@ -100,6 +107,7 @@ impl Default for ClientConfig {
             rate_sample_capacity: 4096,
             overhead: WireOverhead::default(),
             link_truth: None,
+            reply_timed_link_samples: false,
         }
     }
 }
@@ -151,6 +159,14 @@ pub struct FrameReply {
     pub handler_time: f64,
     /// When the server wrote the reply, server-relative seconds (like the receipts).
     pub reply_written: f64,
+    /// The time zero of the server-relative times on the server's clock, seconds.
+    pub server_origin: f64,
+    /// The shift from the server's clock to the agent's the sample was timed with (see
+    /// [`ServerClock`]): the fastest of the connection's recent replies, seconds.
+    pub server_clock_shift: f64,
+    /// When the server's socket received the datagram that completed the last received
+    /// layer, on the server's clock (seconds), if the server said.
+    pub server_arrived: Option<f64>,
     /// When the agent started sending, seconds since [`AgentClient::epoch`].
     pub send_start: f64,
     /// From starting to send until the whole reply was read, seconds.
@@ -177,33 +193,6 @@ pub struct FrameReply {
     pub link_sample: Option<DeliverySample>,
 }
 
-/// Arrivals of recent frames at the server (agent's clock), by send time, so that a frame's
-/// service interval starts no earlier than the previous frame's arrival.
-#[derive(Debug, Default)]
-struct ArrivalLog {
-    recent: VecDeque<(f64, f64)>,
-}
-
-impl ArrivalLog {
-    const KEEP: usize = 64;
-
-    /// The latest arrival of a frame sent before `send_start`.
-    fn before(&self, send_start: f64) -> Option<f64> {
-        self.recent
-            .iter()
-            .filter(|(sent, _)| *sent < send_start)
-            .map(|(_, arrived)| *arrived)
-            .max_by(f64::total_cmp)
-    }
-
-    fn record(&mut self, send_start: f64, arrival: f64) {
-        if self.recent.len() == Self::KEEP {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((send_start, arrival));
-    }
-}
-
 struct ConnState {
     conn: Option<quinn::Connection>,
     failures: u32,
@@ -223,8 +212,9 @@ pub struct AgentClient {
     mismatches: Arc<MismatchLog>,
     rate_log: Option<Arc<RateSampleLog>>,
     state: Mutex<ConnState>,
-    arrivals: std::sync::Mutex<ArrivalLog>,
+    uplink: std::sync::Mutex<UplinkLog>,
     propagation: std::sync::Mutex<PropagationRtt>,
+    server_clock: std::sync::Mutex<ServerClock>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -292,8 +282,9 @@ impl AgentClient {
                 failures: 0,
                 next_attempt: None,
             }),
-            arrivals: std::sync::Mutex::new(ArrivalLog::default()),
+            uplink: std::sync::Mutex::new(UplinkLog::default()),
             propagation: std::sync::Mutex::new(PropagationRtt::new(ack_bytes)),
+            server_clock: std::sync::Mutex::new(ServerClock::default()),
         };
         client.connection(client.config.connect_timeout).await?;
         Ok(client)
@@ -715,19 +706,51 @@ impl AgentClient {
         // The reply's ACK packet crosses the link after the frame, outside its interval.
         let in_interval = wire_bytes_received.saturating_sub(self.config.overhead.per_frame);
         let reply_received_s = reply_received.duration_since(self.epoch).as_secs_f64();
+        let server_origin = reply.fixed.origin_us as f64 * 1e-6;
+        let reply_written = f64::from(reply.fixed.reply_us) * 1e-6;
+        let server_clock_shift = self
+            .server_clock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(
+                conn.stable_id(),
+                server_origin + reply_written,
+                reply_received_s,
+            );
+        // When the reply would have been read had it crossed as fast as the fastest recent
+        // one: the late parts of this reply's way back are not the uplink's.
+        let reply_fastest_s = server_origin + reply_written + server_clock_shift;
+        let server_arrived =
+            (reply.fixed.arrived_us > 0).then_some(reply.fixed.arrived_us as f64 * 1e-6);
+        // The frame's last byte on the server's clock: when its socket had it, else when its
+        // task read it (never later than that).
+        let read_last = receipts.last().map_or(header_done, |r| r.last_byte);
+        let (reply_at, last_byte) = if self.config.reply_timed_link_samples {
+            (reply_received_s, read_last)
+        } else {
+            (
+                reply_fastest_s,
+                server_arrived.map_or(read_last, |t| (t - server_origin).min(read_last)),
+            )
+        };
+        let ack_bytes = if self.config.reply_timed_link_samples {
+            0
+        } else {
+            self.config.overhead.per_frame
+        };
         let (propagation_rtt, arrival, link_sample) = {
             // A poisoned log only loses the queueing correction, never the sample.
             let mut log = self
-                .arrivals
+                .uplink
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let timing = |rtt: f64| ServiceTiming {
                 send_start: send_start_s,
-                reply_received: reply_received_s,
+                reply_received: reply_at,
                 one_way: rtt / 2.0,
-                last_byte: receipts.last().map_or(header_done, |r| r.last_byte),
-                reply_written: f64::from(reply.fixed.reply_us) * 1e-6,
-                previous_arrival: log.before(send_start_s),
+                last_byte,
+                reply_written,
+                previous_arrival: log.busy_until(send_start_s, rtt / 2.0, ack_bytes),
             };
             // The server's minimum RTT is measured with small uplink packets (ACKs); the
             // agent's own carries frames up the uplink and so their serialisation.
@@ -743,7 +766,6 @@ impl AgentClient {
                 });
             let timing = timing(propagation_rtt);
             let arrival = timing.arrival();
-            log.record(send_start_s, arrival);
             let sample = match &self.config.link_truth {
                 Some(truth) => truth
                     .service(send_start_s, overhead.packets(stream_bytes))
@@ -756,6 +778,12 @@ impl AgentClient {
                     }),
                 None => timing.sample(in_interval),
             };
+            log.record_frame(
+                send_start_s,
+                arrival,
+                timing.sample(in_interval).and_then(|s| s.rate_bps()),
+            );
+            log.record_reply(reply_received_s);
             (propagation_rtt, arrival, sample)
         };
         Ok(FrameReply {
@@ -768,7 +796,10 @@ impl AgentClient {
             receipts,
             header_done,
             handler_time: f64::from(reply.fixed.handler_us) * 1e-6,
-            reply_written: f64::from(reply.fixed.reply_us) * 1e-6,
+            reply_written,
+            server_origin,
+            server_clock_shift,
+            server_arrived,
             send_start: send_start_s,
             round_trip,
             train_sample: train,

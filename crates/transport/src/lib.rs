@@ -19,10 +19,12 @@ mod handler;
 mod observe;
 mod overhead;
 mod rate_sampler;
+mod receive_clock;
 mod registry;
 mod server;
 mod server_stats;
 mod tls;
+mod uplink_log;
 pub mod wire;
 
 pub use auth::{AuthToken, TokenError};
@@ -30,7 +32,8 @@ pub use client::{AgentClient, ClientConfig, FrameHeader, FrameReply, LinkTruth, 
 pub use error::TransportError;
 pub use handler::{FrameHandler, HandlerError, ReceivedFrame};
 pub use observe::{
-    DeliverySample, LayerReceipt, MIN_SERVICE_S, PathStats, PropagationRtt, ServiceTiming,
+    DeliverySample, LayerReceipt, MIN_SERVICE_S, PathStats, PropagationRtt, ServerClock,
+    ServiceTiming,
 };
 pub use overhead::WireOverhead;
 pub use rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingController, SamplingFactory};

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::AuthToken;
 use crate::handler::{FrameHandler, ReceivedFrame};
+use crate::receive_clock::{ReceiveStamps, StampingSocket};
 use crate::server_stats::{ServerStats, StatsSnapshot};
 use crate::tls::{ServerIdentity, TlsError};
 use crate::wire::{
@@ -104,6 +105,10 @@ struct Shared<H> {
     connections: AtomicUsize,
     stats: Arc<ServerStats>,
     shutdown: watch::Receiver<bool>,
+    /// Time zero of the server's clock, which replies report their frames' origins on.
+    clock: Instant,
+    /// When the socket received each agent's latest datagram.
+    stamps: Arc<ReceiveStamps>,
 }
 
 /// A running edge server. Dropping it without [`EdgeServer::shutdown`] aborts it.
@@ -116,6 +121,7 @@ pub struct EdgeServer {
     stats: Arc<ServerStats>,
     unfinished: Arc<Semaphore>,
     max_unfinished: usize,
+    clock: Instant,
 }
 
 impl EdgeServer {
@@ -138,12 +144,14 @@ impl EdgeServer {
             })?;
         transport.max_idle_timeout(Some(idle));
         config.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(config, addr)
+        let stamps = Arc::new(ReceiveStamps::default());
+        let endpoint = stamping_endpoint(config, addr, stamps.clone())
             .map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let clock = Instant::now();
         let stats = Arc::new(ServerStats::new());
         let frames = Arc::new(Semaphore::new(limits.max_frames_in_flight));
         // QUIC stream credit bounds the open frame streams to this many.
@@ -163,6 +171,8 @@ impl EdgeServer {
             connections: AtomicUsize::new(0),
             stats: stats.clone(),
             shutdown: shutdown_rx.clone(),
+            clock,
+            stamps,
         });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared));
         let stats_task = tokio::spawn(report_loop(stats.clone(), stats_interval, shutdown_rx));
@@ -176,7 +186,14 @@ impl EdgeServer {
             stats,
             unfinished,
             max_unfinished,
+            clock,
         })
+    }
+
+    /// Time zero of the clock the replies' `origin_us` count from (for analysis: a loopback
+    /// run maps the server's times onto the agent's clock exactly with it).
+    pub fn clock_epoch(&self) -> Instant {
+        self.clock
     }
 
     /// The bound address (useful after binding port 0).
@@ -215,6 +232,24 @@ impl Drop for EdgeServer {
         self.accept_task.abort();
         self.stats_task.abort();
     }
+}
+
+/// `quinn::Endpoint::server` with the socket wrapped in a [`StampingSocket`].
+fn stamping_endpoint(
+    config: quinn::ServerConfig,
+    addr: SocketAddr,
+    stamps: Arc<ReceiveStamps>,
+) -> std::io::Result<quinn::Endpoint> {
+    let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let stamp_handle = socket.try_clone()?;
+    let wrapped = runtime.wrap_udp_socket(socket)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        Arc::new(StampingSocket::new(wrapped, stamp_handle, stamps)),
+        runtime,
+    )
 }
 
 async fn report_loop(
@@ -363,6 +398,9 @@ struct Received {
     layers: Vec<Bytes>,
     receipts: Vec<WireReceipt>,
     bytes: u64,
+    /// When the socket received the datagram that completed the last layer (see
+    /// `receive_clock`).
+    completed_at: Option<Instant>,
 }
 
 /// Why reading a frame stopped early with nothing to hand to the handler.
@@ -399,7 +437,11 @@ async fn serve_frame<H: FrameHandler>(
         await_reply_ack(&send).await;
         return;
     };
-    let received = match read_frame(&mut recv, origin, &shared.limits).await {
+    let received = match read_frame(&mut recv, origin, &shared.limits, || {
+        shared.stamps.latest(conn.remote_address())
+    })
+    .await
+    {
         Ok(r) => r,
         Err(FrameFailure::Lost(why)) => {
             tracing::debug!(%peer, reason = %why, "frame stream lost");
@@ -424,6 +466,9 @@ async fn serve_frame<H: FrameHandler>(
     let _ = recv.stop(codes::STOP_READING);
     let frame_id = received.fixed.frame_id;
     let header_done_us = micros_u32(received.header_done);
+    let arrived_us = received.completed_at.map_or(0, |t| {
+        micros_u64(t.saturating_duration_since(shared.clock)).max(1)
+    });
     let bytes = received.bytes;
     let receipts = received.receipts.clone();
     let (status, payload, handler_time) = if received.layers.is_empty() {
@@ -441,6 +486,8 @@ async fn serve_frame<H: FrameHandler>(
             handler_us: micros_u32(handler_time),
             reply_us: micros_u32(origin.elapsed()),
             min_rtt_us: micros_u32(conn.stats().path.min_rtt),
+            origin_us: micros_u64(origin.saturating_duration_since(shared.clock)),
+            arrived_us,
         },
         receipts,
         payload,
@@ -509,10 +556,12 @@ async fn run_handler<H: FrameHandler>(
 
 /// Reads the fixed header, the codec header and as many complete layers as arrive before the
 /// deadline (plus grace), the agent's reset, or the end of the stream.
+/// `received_at` says when the socket received the sender's latest datagram.
 async fn read_frame(
     recv: &mut RecvStream,
     origin: Instant,
     limits: &ServerLimits,
+    received_at: impl Fn() -> Option<Instant>,
 ) -> Result<Received, FrameFailure> {
     let wire = &limits.wire;
     let header_deadline = tokio::time::Instant::from_std(origin + limits.header_timeout);
@@ -600,6 +649,7 @@ async fn read_frame(
         layers: Vec::new(),
         receipts: Vec::new(),
         bytes: 0,
+        completed_at: None,
     };
     let mut frame_bytes = u64::from(fixed.header_len);
     for index in 0..usize::from(fixed.layer_count) {
@@ -610,6 +660,9 @@ async fn read_frame(
         .await;
         match step {
             Ok(LayerOutcome::Layer(body, receipt)) => {
+                // Right after the read: the datagram with the layer's last byte is the
+                // sender's latest unless another came in since (then it is no later than now).
+                received.completed_at = received_at();
                 frame_bytes += u64::from(receipt.bytes) - LAYER_PREFIX_LEN as u64;
                 received.bytes += u64::from(receipt.bytes);
                 received.layers.push(body);
@@ -692,6 +745,8 @@ fn error_reply(status: ReplyStatus, frame_id: u64, message: &str) -> Reply {
             handler_us: 0,
             reply_us: 0,
             min_rtt_us: 0,
+            origin_us: 0,
+            arrived_us: 0,
         },
         receipts: Vec::new(),
         payload: message.as_bytes().to_vec(),
@@ -731,6 +786,10 @@ async fn await_reply_ack(send: &SendStream) {
 
 /// Longest wait for an agent to acknowledge a reply.
 const REPLY_ACK_WAIT: Duration = Duration::from_secs(2);
+
+fn micros_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 fn micros_u32(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)

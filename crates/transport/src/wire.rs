@@ -12,7 +12,7 @@ pub const ALPN: &[u8] = b"offload/1";
 /// First four bytes of the authentication message.
 pub const AUTH_MAGIC: [u8; 4] = *b"OFLD";
 /// Protocol version carried in the authentication message.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest accepted access token, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 1024;
 /// Size of the fixed part of the authentication message: magic, version, token length.
@@ -24,8 +24,8 @@ pub const FRAME_FIXED_LEN: usize = 22;
 /// Size of the length prefix in front of every layer record.
 pub const LAYER_PREFIX_LEN: usize = 4;
 /// Size of the fixed part of a reply (status, frame id, layer count, header, handler and reply
-/// times, the server's minimum RTT).
-pub const REPLY_FIXED_LEN: usize = 27;
+/// times, the server's minimum RTT, the frame's origin and its arrival on the server's clock).
+pub const REPLY_FIXED_LEN: usize = 43;
 /// Size of one per-layer receipt in a reply.
 pub const RECEIPT_LEN: usize = 20;
 /// Size of the payload length field that follows the receipts.
@@ -349,6 +349,17 @@ pub struct ReplyFixed {
     /// round trip with hardly any uplink serialisation in it, unlike the agent's own minimum,
     /// whose samples carry frames up a possibly slow uplink.
     pub min_rtt_us: u32,
+    /// The time zero of this reply's server-relative times (the frame's `header_done_us`,
+    /// receipts and `reply_us`) on the server's clock, microseconds since the server started.
+    /// One clock for all of a connection's frames: the agent maps it onto its own through the
+    /// replies' fastest crossings, without the per-frame scheduling delays (docs/protocol.md,
+    /// "link sample").
+    pub origin_us: u64,
+    /// When the server's socket received the datagram that completed the last received layer,
+    /// on the server's clock (microseconds since the server started; 0: unknown). Earlier than
+    /// `origin_us + last_us` of the last receipt by the wake-ups between the socket and the
+    /// frame's task.
+    pub arrived_us: u64,
 }
 
 impl ReplyFixed {
@@ -362,6 +373,8 @@ impl ReplyFixed {
             handler_us: u32::from_be_bytes(array(&bytes[15..19])),
             reply_us: u32::from_be_bytes(array(&bytes[19..23])),
             min_rtt_us: u32::from_be_bytes(array(&bytes[23..27])),
+            origin_us: u64::from_be_bytes(array(&bytes[27..35])),
+            arrived_us: u64::from_be_bytes(array(&bytes[35..43])),
         };
         check_max(
             "reply.layers_received",
@@ -412,6 +425,8 @@ impl Reply {
         out.extend_from_slice(&self.fixed.handler_us.to_be_bytes());
         out.extend_from_slice(&self.fixed.reply_us.to_be_bytes());
         out.extend_from_slice(&self.fixed.min_rtt_us.to_be_bytes());
+        out.extend_from_slice(&self.fixed.origin_us.to_be_bytes());
+        out.extend_from_slice(&self.fixed.arrived_us.to_be_bytes());
         for r in &self.receipts {
             out.extend_from_slice(&r.bytes.to_be_bytes());
             out.extend_from_slice(&r.first_us.to_be_bytes());
@@ -566,6 +581,8 @@ mod tests {
                 handler_us: 500,
                 reply_us: 640,
                 min_rtt_us: 40_000,
+                origin_us: 12_345_678_901,
+                arrived_us: 12_345_678_000,
             },
             receipts: vec![
                 WireReceipt {

@@ -77,6 +77,11 @@ pub struct Args {
     /// what the agent's and the server's timing error does to the decisions.
     #[arg(long)]
     true_link_samples: bool,
+    /// Analysis (A/B): time the emulated agent's link samples as before pass F, with each
+    /// frame's own reply (when the agent read it, when the server's task read the frame),
+    /// instead of the server's socket stamp on one clock (docs/protocol.md, "link sample").
+    #[arg(long, conflicts_with = "true_link_samples")]
+    reply_timed_link_samples: bool,
     /// Run settings (`--duration` defaults to 60 s here).
     #[command(flatten)]
     settings: SimSettings,
@@ -341,7 +346,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &trace,
             args.capacity_window_s,
         )?;
-        write_services(&out.join("service.csv"), &log.services)?;
+        write_services(&out.join("service.csv"), &log.services, emu.server_epoch_s)?;
         write_packets(
             &out.join("uplink-packets.csv"),
             &emu.uplink_packets,
@@ -451,7 +456,10 @@ fn emulate(
         policy,
         inputs,
         agent_config(config, profile),
-        ClientConfig::default(),
+        ClientConfig {
+            reply_timed_link_samples: args.reply_timed_link_samples,
+            ..ClientConfig::default()
+        },
         Box::new(SimulatedBattery::new(config.battery)),
         &mut log,
     ))?;
@@ -637,18 +645,23 @@ fn write_run(
 
 /// The agent's link sample and the emulator's service of each offloaded frame (agent's clock,
 /// seconds since the client's epoch).
-fn write_services(path: &Path, services: &[FrameService]) -> anyhow::Result<()> {
+/// `server_epoch_s` puts the server's clock (`server_last`, `server_reply`) on the agent's.
+fn write_services(
+    path: &Path,
+    services: &[FrameService],
+    server_epoch_s: f64,
+) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     writeln!(
         w,
-        "frame,send_start,sample_start,sample_end,sample_bytes,offered,start,end,bytes,packets,behind_control,rate_error,rtt,held"
+        "frame,send_start,sample_start,sample_end,sample_bytes,offered,start,end,bytes,packets,behind_control,rate_error,rtt,held,reply_received,server_last,server_reply,server_clock_shift,server_epoch,server_arrived"
     )?;
     for s in services {
         writeln!(
             w,
-            "{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{},{:.4},{:.6},{:.6}",
+            "{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{},{:.4},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
             s.frame,
             s.send_start,
             s.sample.0,
@@ -662,7 +675,13 @@ fn write_services(path: &Path, services: &[FrameService]) -> anyhow::Result<()> 
             s.behind_control,
             s.rate_error(),
             s.rtt,
-            s.held
+            s.held,
+            s.reply_received,
+            s.server_last,
+            s.server_reply,
+            s.server_clock_shift,
+            server_epoch_s,
+            s.server_arrived,
         )?;
     }
     w.flush()
@@ -796,6 +815,8 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
         ),
         if args.true_link_samples {
             ", emulated link samples from the emulator's record (--true-link-samples)"
+        } else if args.reply_timed_link_samples {
+            ", emulated link samples timed with each frame's reply (--reply-timed-link-samples)"
         } else {
             ""
         }
