@@ -40,6 +40,14 @@ pub struct Args {
     /// Ratio between successive λ_k.
     #[arg(long, default_value_t = 0.6)]
     pub lambda_ratio: f64,
+    /// Weight of the local path's cross-entropy in stage 2, against 1 for each layer count;
+    /// default: the recipe's.
+    #[arg(long)]
+    pub stage2_local_weight: Option<f64>,
+    /// The encoder's stage-2 learning rate as a fraction of the stage's (0 freezes the
+    /// encoder); default: the recipe's.
+    #[arg(long)]
+    pub stage2_encoder_lr_scale: Option<f64>,
     /// Keep only the first K codec layers of the architecture.
     #[arg(long)]
     pub layers: Option<usize>,
@@ -105,6 +113,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = &args.learning_rates {
         recipe.learning_rates = [v[0], v[1], v[2]];
+    }
+    if let Some(w) = args.stage2_local_weight {
+        recipe.stage2_local_weight = w;
+    }
+    if let Some(s) = args.stage2_encoder_lr_scale {
+        recipe.stage2_encoder_lr_scale = s;
     }
     if let Some(v) = &args.encoder_channels {
         config.encoder_channels = [v[0], v[1]];
