@@ -70,6 +70,13 @@ struct Args {
     /// Fine-tune on this many of the first training images.
     #[arg(long)]
     ft_images: Option<usize>,
+    /// Fine-tune with the decoders' batch norms on their running statistics.
+    #[arg(long)]
+    ft_inference_bn: bool,
+    /// Skip stage 2: fine-tune the stage-2 model already in `<dir>` (an earlier run's
+    /// `trained`), writing `<out>/tuned`.
+    #[arg(long)]
+    trained: Option<PathBuf>,
     /// Stop after stage 2 (a cheaper screen: the local path and k >= 3 change little in the
     /// fine-tuning, which the low-rate k mostly gain from).
     #[arg(long)]
@@ -172,11 +179,22 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.ft_images {
         fine_tune_config.fit_images = Some(n);
     }
+    fine_tune_config.inference_batch_norm = args.ft_inference_bn;
     anyhow::ensure!(
         fine_tune_config.validation_images == HELD_OUT,
         "the fine-tuning must validate on the same held-out images"
     );
     println!("recipe {recipe:?}");
+    println!("fine-tuning {fine_tune_config:?}");
+    if let Some(trained_dir) = &args.trained {
+        std::fs::create_dir_all(&args.out)?;
+        let tuned = fine_tune(trained_dir, &args.out, &all, &held_out, &fine_tune_config)?;
+        std::fs::write(
+            args.out.join("holdout.json"),
+            serde_json::to_string_pretty(&tuned)?,
+        )?;
+        return Ok(());
+    }
 
     let stage1 = stage1_local(&args.stage1, &config, &held_out)?;
     println!("after stage 1: local {:.2} %", 100.0 * stage1);

@@ -53,6 +53,13 @@ pub struct FineTuneConfig {
     /// that hurts a decoder can be weighted down; the coded symbols stay the same.
     #[serde(default)]
     pub train_expansions: bool,
+    /// Run the decoders' batch norms with their running statistics while fine-tuning, as the
+    /// server does. A decoder serves several layer counts whose summed features differ in
+    /// scale, and its running statistics are a mixture over them: trained on per-batch
+    /// statistics (false, models before 2026-11-26 16:00), it meets the mixture only at
+    /// inference, which costs the layer counts furthest from it (k = 1 and k = N).
+    #[serde(default)]
+    pub inference_batch_norm: bool,
 }
 
 impl FineTuneConfig {
@@ -75,6 +82,7 @@ impl FineTuneConfig {
             // +0.12/+0.15/+0.13 points and the k = 6 dip stayed (models/README.md), too little
             // to replace the committed model.
             train_expansions: false,
+            inference_batch_norm: false,
         }
     }
 }
@@ -295,8 +303,8 @@ pub fn fine_tune_decoders(
                 if !used {
                     continue;
                 }
-                let ce =
-                    candle_nn::loss::cross_entropy(&net.decoder(kind).forward(s, true)?, &labels)?;
+                let logits = net.decoder(kind).forward(s, !config.inference_batch_norm)?;
+                let ce = candle_nn::loss::cross_entropy(&logits, &labels)?;
                 loss = Some(match loss {
                     Some(l) => (l + ce)?,
                     None => ce,

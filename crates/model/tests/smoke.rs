@@ -77,6 +77,7 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
         low_max_layers: 2,
         high_min_layers: 2,
         train_expansions: true,
+        inference_batch_norm: true,
     };
     let mut lines = Vec::new();
     let tuned = fine_tune_decoders(
@@ -94,6 +95,24 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
     assert_eq!(tuning.base_weights_sha256, model.manifest().weights_sha256);
     assert_eq!(tuning.validation_low.len(), config.num_layers());
     assert!((1..=config.num_layers()).contains(&tuning.low_rate_layers));
+    // With the decoders' batch norms in inference form, their running statistics (what the
+    // server normalises with) are left as they were, while the weights move.
+    let tensors = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("weights.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+    };
+    let (base, after) = (tensors(out.path()), tensors(tuned_dir.path()));
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut running = 0;
+    for (name, t) in &base {
+        if name.starts_with("decoders.") && name.contains("running_") {
+            assert_eq!(values(t), values(&after[name]), "{name}");
+            running += 1;
+        }
+    }
+    assert!(running > 0);
+    let head = "decoders.high.head.weight";
+    assert_ne!(values(&base[head]), values(&after[head]));
     for i in 0..4 {
         let image = test_set.image(i);
         let n = model.num_layers();
