@@ -18,7 +18,7 @@ use crate::timing::local_result_at;
 /// Optionally ([`Prober::with_stall_detection`]) the link is also treated as down as soon as
 /// the oldest frame still unreported is overdue: its report should have come after its own
 /// transfer at the estimated rate, the round trip and the server time, and `slack_s` more has
-/// passed. In a blockage or an on/off outage this notices the dead link after a frame's
+/// passed (a frame cancelled at its cutoff with nothing delivered stays unreported). In a blockage or an on/off outage this notices the dead link after a frame's
 /// expected report time plus the slack, instead of after `after_s` without any sample (which
 /// has to exceed the normal report delay of a busy link).
 ///
@@ -82,9 +82,13 @@ impl Prober {
                 }
                 self.unreported.push_back((frame, now, bytes));
             }
-            Observation::Delivered { frame, .. } | Observation::Abandoned { frame, .. } => {
-                if let Some(at) = self.unreported.iter().position(|&(f, ..)| f == frame) {
-                    self.unreported.remove(at);
+            // Reports come back in sending order: a report answers its frame and every frame
+            // sent before it. A frame given up at its cutoff (with partial results, before its
+            // report was even due) is not answered: if nothing of it was delivered, the link's
+            // silence goes on, and it stays the oldest unreported frame until a report comes.
+            Observation::Delivered { frame, .. } => {
+                while self.unreported.front().is_some_and(|&(f, ..)| f <= frame) {
+                    self.unreported.pop_front();
                 }
             }
             Observation::ServerUnreachable => self.unreported.clear(),
@@ -237,6 +241,39 @@ mod tests {
             bytes: 1000,
         };
         stall.observe(1.13, &Observation::Delivered { frame: 8, sample });
+        assert!(decide(&mut stall, 1.14).is_ok());
+    }
+
+    #[test]
+    fn a_frame_cancelled_with_nothing_delivered_still_counts_as_unreported() {
+        let mut stall = Prober::new(0.2).with_stall_detection(Some(0.02));
+        let sent = |p: &mut Prober, at: f64, frame: u64| {
+            p.observe(at, &Observation::Sent { frame, bytes: 1000 });
+        };
+        sent(&mut stall, 1.0, 8);
+        sent(&mut stall, 1.033, 9);
+        // Partial results: frame 8 is given up at its cutoff, before its report was due, and
+        // nothing of it crossed.
+        stall.observe(
+            1.05,
+            &Observation::Abandoned {
+                frame: 8,
+                bytes: 1000,
+            },
+        );
+        assert!(decide(&mut stall, 1.06).is_ok());
+        // Its report would have come by 1.068: 20 ms later the link counts as down.
+        assert_eq!(
+            decide(&mut stall, 1.12),
+            Err(Decision::Offload { layers: 1 })
+        );
+        // A report of a later frame answers every earlier one.
+        let sample = RateSample {
+            start: 1.033,
+            end: 1.041,
+            bytes: 1000,
+        };
+        stall.observe(1.13, &Observation::Delivered { frame: 9, sample });
         assert!(decide(&mut stall, 1.14).is_ok());
     }
 
