@@ -70,9 +70,16 @@ struct Args {
     /// Fine-tune on this many of the first training images.
     #[arg(long)]
     ft_images: Option<usize>,
-    /// Fine-tune with the decoders' batch norms on their running statistics.
+    /// The low-rate decoder is fine-tuned on k = 1..=this.
     #[arg(long)]
-    ft_inference_bn: bool,
+    ft_low_max: Option<usize>,
+    /// The high-rate decoder is fine-tuned on k = this..=N.
+    #[arg(long)]
+    ft_high_min: Option<usize>,
+    /// Fine-tune the decoders on per-batch statistics (`inference_batch_norm: false`, the
+    /// recipe before 2026-11-26 16:00).
+    #[arg(long)]
+    ft_batch_stats: bool,
     /// Skip stage 2: fine-tune the stage-2 model already in `<dir>` (an earlier run's
     /// `trained`), writing `<out>/tuned`.
     #[arg(long)]
@@ -179,7 +186,15 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.ft_images {
         fine_tune_config.fit_images = Some(n);
     }
-    fine_tune_config.inference_batch_norm = args.ft_inference_bn;
+    if args.ft_batch_stats {
+        fine_tune_config.inference_batch_norm = false;
+    }
+    if let Some(k) = args.ft_low_max {
+        fine_tune_config.low_max_layers = k;
+    }
+    if let Some(k) = args.ft_high_min {
+        fine_tune_config.high_min_layers = k;
+    }
     anyhow::ensure!(
         fine_tune_config.validation_images == HELD_OUT,
         "the fine-tuning must validate on the same held-out images"
