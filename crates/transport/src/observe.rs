@@ -240,6 +240,9 @@ pub struct PropagationRtt {
     /// The server's minimum (s) that `corrected` was derived from.
     server_min: Option<f64>,
     corrected: Option<f64>,
+    /// Whether `corrected` was priced at the median of a full set of [`PropagationRtt::RATES`]
+    /// rates.
+    priced: bool,
     /// The latest frames' rates (bit/s), timed with the server's minimum as it was then.
     rates: [f64; Self::RATES],
     len: usize,
@@ -256,6 +259,7 @@ impl PropagationRtt {
             ack_bytes,
             server_min: None,
             corrected: None,
+            priced: false,
             rates: [0.0; Self::RATES],
             len: 0,
             next: 0,
@@ -280,13 +284,18 @@ impl PropagationRtt {
             self.next = (self.next + 1) % Self::RATES;
             self.len = (self.len + 1).min(Self::RATES);
         }
-        if self.server_min != Some(server) {
+        // A minimum taken before five rates were known is priced again with each new rate
+        // until there are five: it may stay the connection's minimum for good, and the first
+        // frames' rates can be far off (measured: two runs whose propagation RTT stayed
+        // ~1.3 ms long from the first frames on, every sample ~5 % high).
+        if self.server_min != Some(server) || !self.priced {
             let ack_s = self
                 .median_rate()
                 .map_or(0.0, |r| self.ack_bytes as f64 * 8.0 / r);
             // Never more than half the round trip: a rate that low is noise, not a link.
             self.corrected = Some(server - ack_s.min(server / 2.0));
             self.server_min = Some(server);
+            self.priced = self.len == Self::RATES;
         }
         self.corrected.unwrap_or(server).min(own_min)
     }
@@ -365,6 +374,23 @@ mod tests {
         // A rate of nothing corrects by at most half.
         let mut q = PropagationRtt::new(32);
         assert_eq!(q.update(Some(0.05), 0.06, |_| Some(1.0)), 0.025);
+    }
+
+    #[test]
+    fn a_minimum_seen_before_five_rates_is_priced_again_until_there_are_five() {
+        let mut p = PropagationRtt::new(32);
+        // The first reply brings the minimum and a rate four times the link's: priced at it,
+        // the ACK would take 0.46 ms instead of 1.83.
+        let first = p.update(Some(0.05183), 0.060, |_| Some(560e3));
+        assert!((first - 0.05137).abs() < 1e-4, "{first}");
+        // The next frames, same minimum, at the link's rate: the median takes over.
+        for _ in 0..4 {
+            p.update(Some(0.05183), 0.060, |_| Some(140e3));
+        }
+        let rtt = p.update(Some(0.05183), 0.060, |_| Some(140e3));
+        assert!((rtt - 0.05).abs() < 1e-4, "{rtt}");
+        // Priced on five rates, the same minimum keeps its correction.
+        assert_eq!(p.update(Some(0.05183), 0.060, |_| Some(60e3)), rtt);
     }
 
     #[test]
