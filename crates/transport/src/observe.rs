@@ -119,8 +119,8 @@ pub const MIN_SERVICE_S: f64 = 0.5e-3;
 /// (half the propagation RTT), the last byte reached the server at
 /// `arrival = reply_received − one_way − (reply_written − last_byte)` on the agent's clock,
 /// and the bottleneck, a FIFO, started serving the frame at the later of `send_start + one_way`
-/// (shifted by the propagation delay like `arrival`) and `previous_arrival`, the arrival of the
-/// frame sent before it. The sample is the frame's bytes over that service interval: the
+/// (shifted by the propagation delay like `arrival`) and `previous_arrival`, when it was done
+/// with what the agent sent before. The sample is the frame's bytes over that service interval: the
 /// link's rate while it carried this frame, without the wait behind earlier frames and
 /// without the propagation delay — the same quantity the simulator reports. Returns the
 /// arrival and the sample (`None` without bytes).
@@ -128,15 +128,20 @@ pub const MIN_SERVICE_S: f64 = 0.5e-3;
 pub struct ServiceTiming {
     /// When the agent started writing the frame (client epoch, seconds).
     pub send_start: f64,
-    /// When the whole reply had been read (client epoch, seconds).
+    /// When the whole reply had been read (client epoch, seconds). The agent passes when it
+    /// would have been read had it crossed as fast as the fastest recent reply
+    /// ([`ServerClock`]), so that this reply's own delays on the way back stay out.
     pub reply_received: f64,
     /// One-way propagation delay, seconds.
     pub one_way: f64,
-    /// Server-relative time of the last received layer's last byte, seconds.
+    /// Server-relative time of the last received layer's last byte, seconds: when the
+    /// server's socket received it where the server said (it may then precede the time zero).
     pub last_byte: f64,
     /// Server-relative time the reply was written, seconds.
     pub reply_written: f64,
-    /// Arrival (client epoch) of the previous frame's last byte, if known.
+    /// When the bottleneck was done with what the agent sent before this frame (the previous
+    /// frame's arrival, or the end of an ACK-only packet sent after it), on the clock of
+    /// `arrival`, if known.
     pub previous_arrival: Option<f64>,
 }
 
