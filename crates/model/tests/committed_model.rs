@@ -42,10 +42,11 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: the retrained model (models/README.md, stage 1 \
-            10 epochs) gives k = 1..6 84.12, 88.84, 89.11, 89.64, 89.69, 89.26 %: one dip, \
-            k = 6 -0.43 points (the previous model had three, the largest k = 6 -0.48); the \
-            held-out training images dip at k = 6 too"]
+#[ignore = "known failure, issue 4 stays open: model c949d74a (models/README.md, stage 2 \
+            80 000 images, fine-tuning on running batch-norm statistics) gives k = 1..6 89.04, \
+            90.09, 90.30, 90.52, 90.48, 90.63 %: one dip, k = 5 -0.04 points (4 of 10 000 \
+            images; model 03bca1a3 dipped -0.43 at k = 6); on held-out training images this \
+            recipe did not dip"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -115,8 +116,8 @@ fn coded_sizes_match_the_models_rate_estimate() {
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
 const LOCAL_FLOOR: f64 = 0.91;
-const BASE_FLOOR: f64 = 0.835;
-const ALL_LAYERS_FLOOR: f64 = 0.885;
+const BASE_FLOOR: f64 = 0.88;
+const ALL_LAYERS_FLOOR: f64 = 0.90;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
 const CODEC_TABLE_TOLERANCE: f64 = 0.01;
