@@ -156,6 +156,33 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// Runs `f` on the input `x` (C, B, H, W) as the (C·k·k) × (B·Ho·Wo) matrix of the convolution's
+/// products, `transposed` as [`Operand`] says: `x` itself for a 1×1 stride-1 convolution, else
+/// its im2col columns in this thread's scratch buffer.
+fn with_input_matrix<R>(
+    x: &[f32],
+    shape: [usize; 4],
+    g: Geometry,
+    transposed: bool,
+    f: impl FnOnce(Operand<'_>) -> R,
+) -> R {
+    if g.is_pointwise() {
+        return f(Operand {
+            data: x,
+            transposed,
+        });
+    }
+    let [c, b, h, w] = shape;
+    let len = c * g.kernel * g.kernel * b * g.out_len(h) * g.out_len(w);
+    with_columns(len, |cols| {
+        im2col(x, shape, g, cols);
+        f(Operand {
+            data: cols,
+            transposed,
+        })
+    })
+}
+
 /// The convolution `(x (C, B, H, W), weight (O, C, k, k), bias (O)) → (O, B, Ho, Wo)`.
 struct ConvOp {
     geometry: Geometry,
@@ -208,11 +235,7 @@ impl CustomOp3 for ConvOp {
             data: weight,
             transposed: false,
         };
-        if g.is_pointwise() {
-            let rhs = Operand {
-                data: x,
-                transposed: false,
-            };
+        with_input_matrix(x, [c, b, h, w], g, false, |rhs| {
             matmul(
                 o,
                 n,
@@ -221,25 +244,8 @@ impl CustomOp3 for ConvOp {
                 rhs,
                 &mut out,
                 candle_core::utils::get_num_threads(),
-            );
-        } else {
-            with_columns(depth * n, |cols| {
-                im2col(x, [c, b, h, w], g, cols);
-                let rhs = Operand {
-                    data: cols,
-                    transposed: false,
-                };
-                matmul(
-                    o,
-                    n,
-                    depth,
-                    lhs,
-                    rhs,
-                    &mut out,
-                    candle_core::utils::get_num_threads(),
-                );
-            });
-        }
+            )
+        });
         for (row, &bv) in out.chunks_exact_mut(n.max(1)).zip(bias) {
             row.iter_mut().for_each(|v| *v += bv);
         }
@@ -370,11 +376,7 @@ impl CustomOp2 for ConvWeightGrad {
             data: grad,
             transposed: false,
         };
-        if g.is_pointwise() {
-            let rhs = Operand {
-                data: x,
-                transposed: true,
-            };
+        with_input_matrix(x, [c, b, h, w], g, true, |rhs| {
             matmul(
                 o,
                 depth,
@@ -383,25 +385,8 @@ impl CustomOp2 for ConvWeightGrad {
                 rhs,
                 &mut out,
                 candle_core::utils::get_num_threads(),
-            );
-        } else {
-            with_columns(depth * n, |cols| {
-                im2col(x, [c, b, h, w], g, cols);
-                let rhs = Operand {
-                    data: cols,
-                    transposed: true,
-                };
-                matmul(
-                    o,
-                    depth,
-                    n,
-                    lhs,
-                    rhs,
-                    &mut out,
-                    candle_core::utils::get_num_threads(),
-                );
-            });
-        }
+            )
+        });
         Ok((CpuStorage::F32(out), Shape::from((o, depth))))
     }
 }
