@@ -5,7 +5,7 @@ use std::path::Path;
 
 use offload_controller::Profile;
 use offload_sim::bound::upper_bound;
-use offload_sim::oracle::{OracleConfig, Replay, plan};
+use offload_sim::oracle::{OracleConfig, Replay, decision_action, plan};
 use offload_sim::trace::Trace;
 use offload_sim::{SimConfig, simulate};
 use proptest::prelude::*;
@@ -49,7 +49,9 @@ proptest! {
             let mut schedule = Vec::new();
             simulate(&trace, &profile, policy, &config, |r| {
                 total += r.utility;
-                schedule.push(r.layers as u8);
+                // The decisions themselves (a cut frame's `k`, a probe beside the local path),
+                // so that each seed replays its run exactly.
+                schedule.push(r.decision.parse().map_or(0, decision_action));
             });
             totals.push((name, total));
             schedules.push(schedule);

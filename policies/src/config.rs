@@ -55,6 +55,10 @@ pub enum PolicyConfig {
         /// sample (s; absent: a probe every `probe_after_s`).
         #[serde(default)]
         probe_backoff_max_s: Option<f64>,
+        /// Send a probe beside the local path instead of in its place, when the local result
+        /// would be in time (absent: the probe replaces the frame's local run).
+        #[serde(default)]
+        probe_beside_local: bool,
         /// Also run locally whenever the local path's value per frame of CPU time beats the
         /// chosen offload (absent: local only when nothing arrives in time, the rule).
         #[serde(default)]
@@ -80,6 +84,10 @@ pub enum PolicyConfig {
         /// sample (s; absent: a probe every `probe_after_s`).
         #[serde(default)]
         probe_backoff_max_s: Option<f64>,
+        /// Send a probe beside the local path instead of in its place, when the local result
+        /// would be in time (absent: the probe replaces the frame's local run).
+        #[serde(default)]
+        probe_beside_local: bool,
         /// Also plan a first frame larger than the link sustains, followed by smaller ones
         /// (absent: every plan's later frames send at least as much as the first).
         #[serde(default)]
@@ -130,12 +138,14 @@ impl PolicyConfig {
                 adaptive,
                 stall_slack_s,
                 probe_backoff_max_s,
+                probe_beside_local,
                 local_by_value,
             } => Box::new(
                 DeadlineAware::new(z, margin_s, sustain, probe_after_s)
                     .with_margin(adaptive.map(|a| a.build(z)))
                     .with_stall_detection(stall_slack_s)
                     .with_probe_backoff(probe_backoff_max_s)
+                    .with_probe_beside_local(probe_beside_local)
                     .with_local_by_value(local_by_value),
             ),
             PolicyConfig::Mpc {
@@ -145,12 +155,14 @@ impl PolicyConfig {
                 adaptive,
                 stall_slack_s,
                 probe_backoff_max_s,
+                probe_beside_local,
                 bursts,
             } => Box::new(
                 Mpc::new(horizon, z, probe_after_s)
                     .with_margin(adaptive.map(|a| a.build(z)))
                     .with_stall_detection(stall_slack_s)
                     .with_probe_backoff(probe_backoff_max_s)
+                    .with_probe_beside_local(probe_beside_local)
                     .with_bursts(bursts),
             ),
             PolicyConfig::EnergyAware {

@@ -69,6 +69,12 @@ impl DeadlineAware {
         self
     }
 
+    /// Sends probes beside the local path (see [`Prober::with_probe_beside_local`]).
+    pub fn with_probe_beside_local(mut self, beside_local: bool) -> Self {
+        self.prober = self.prober.with_probe_beside_local(beside_local);
+        self
+    }
+
     /// Also treats the link as down when a frame's report is `slack_s` overdue (see
     /// [`Prober::with_stall_detection`]).
     pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {

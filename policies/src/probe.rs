@@ -27,6 +27,11 @@ use crate::timing::local_result_at;
 /// answers: on links that are off most of the time (application-limited downlink series, long
 /// blockages) a probe every `after_s` is a frame lost every few frames, where the local path
 /// would have delivered it.
+///
+/// Optionally ([`Prober::with_probe_beside_local`]) a probe due on a frame whose local result
+/// would be in time runs the local path and sends the base layer beside it
+/// ([`Decision::LocalWithProbe`]): the probe then costs the radio's energy and some uplink time
+/// instead of the frame.
 #[derive(Debug, Clone)]
 pub struct Prober {
     after_s: f64,
@@ -36,6 +41,8 @@ pub struct Prober {
     backoff_max_s: f64,
     last_probe: f64,
     stall_slack_s: Option<f64>,
+    /// Whether a probe rides beside the local path instead of replacing it.
+    beside_local: bool,
     /// Frames sent and not yet reported: `(frame, sent at, bytes)`, oldest first.
     unreported: VecDeque<(u64, f64, u64)>,
 }
@@ -52,6 +59,7 @@ impl Prober {
             backoff_max_s: after_s.max(0.0),
             last_probe: f64::NEG_INFINITY,
             stall_slack_s: None,
+            beside_local: false,
             unreported: VecDeque::new(),
         }
     }
@@ -67,6 +75,13 @@ impl Prober {
     /// `max_s` (`None` or a value below `after_s`: a constant interval).
     pub fn with_backoff(mut self, max_s: Option<f64>) -> Self {
         self.backoff_max_s = max_s.map_or(self.after_s, |m| m.max(self.after_s));
+        self
+    }
+
+    /// Sends a probe beside the local path (`true`) instead of in its place, when the local
+    /// result would be in time.
+    pub fn with_probe_beside_local(mut self, beside_local: bool) -> Self {
+        self.beside_local = beside_local;
         self
     }
 
@@ -119,29 +134,33 @@ impl Prober {
         frame: &FrameOptions,
         ctx: &Context<'_>,
     ) -> Result<Estimate, Decision> {
-        match ctx.estimates.throughput {
-            Some(e) if e.age(ctx.now) <= self.after_s && !self.stalled(&e, frame, ctx) => {
-                self.interval_s = self.after_s;
-                Ok(e)
-            }
-            _ if ctx.now - self.last_probe >= self.interval_s
-                || local_result_at(ctx, frame) > frame.deadline =>
-            {
-                // A sample that came after the previous probe answered it: back to `after_s`.
-                let answered = ctx
-                    .estimates
-                    .throughput
-                    .is_some_and(|e| ctx.now - e.age(ctx.now) > self.last_probe);
-                self.interval_s = if answered {
-                    self.after_s
-                } else {
-                    (self.interval_s * 2.0).min(self.backoff_max_s)
-                };
-                self.last_probe = ctx.now;
-                Err(Decision::Offload { layers: 1 })
-            }
-            _ => Err(Decision::Local),
+        if let Some(e) = ctx.estimates.throughput
+            && e.age(ctx.now) <= self.after_s
+            && !self.stalled(&e, frame, ctx)
+        {
+            self.interval_s = self.after_s;
+            return Ok(e);
         }
+        let local_late = local_result_at(ctx, frame) > frame.deadline;
+        if !local_late && ctx.now - self.last_probe < self.interval_s {
+            return Err(Decision::Local);
+        }
+        // A sample that came after the previous probe answered it: back to `after_s`.
+        let answered = ctx
+            .estimates
+            .throughput
+            .is_some_and(|e| ctx.now - e.age(ctx.now) > self.last_probe);
+        self.interval_s = if answered {
+            self.after_s
+        } else {
+            (self.interval_s * 2.0).min(self.backoff_max_s)
+        };
+        self.last_probe = ctx.now;
+        Err(if self.beside_local && !local_late {
+            Decision::LocalWithProbe { layers: 1 }
+        } else {
+            Decision::Offload { layers: 1 }
+        })
     }
 }
 
@@ -184,6 +203,17 @@ mod tests {
         now: f64,
         sampled_at: f64,
     ) -> Result<Estimate, Decision> {
+        decide_frame(prober, now, sampled_at, &frame(now))
+    }
+
+    /// The decision of `prober` on `frame` at `now` with a 1 Mbit/s estimate sampled at
+    /// `sampled_at`.
+    fn decide_frame(
+        prober: &mut Prober,
+        now: f64,
+        sampled_at: f64,
+        frame: &FrameOptions,
+    ) -> Result<Estimate, Decision> {
         let estimates = Estimates {
             throughput: Some(Estimate {
                 bps: 1e6,
@@ -210,7 +240,32 @@ mod tests {
             default_rtt: 0.05,
             partial_results: true,
         };
-        prober.fresh_estimate(&frame(now), &ctx)
+        prober.fresh_estimate(frame, &ctx)
+    }
+
+    #[test]
+    fn a_probe_rides_beside_the_local_path_when_its_result_is_in_time() {
+        let mut replacing = Prober::new(0.2);
+        let mut beside = Prober::new(0.2).with_probe_beside_local(true);
+        // The estimate is 0.3 s old: a probe is due, and the frame's local result is in time.
+        assert_eq!(
+            decide(&mut replacing, 1.3),
+            Err(Decision::Offload { layers: 1 })
+        );
+        assert_eq!(
+            decide(&mut beside, 1.3),
+            Err(Decision::LocalWithProbe { layers: 1 })
+        );
+        // Between probes both run locally.
+        assert_eq!(decide(&mut beside, 1.35), Err(Decision::Local));
+        // A frame picked up too late for its local result (captured 0.1 s ago, local path
+        // 0.15 s, deadline 0.2 s) goes out as the base layer in either mode: the local result
+        // would miss anyway.
+        let late = frame(1.27);
+        assert_eq!(
+            decide_frame(&mut beside, 1.37, 1.0, &late),
+            Err(Decision::Offload { layers: 1 })
+        );
     }
 
     #[test]

@@ -54,22 +54,43 @@ impl Default for OracleConfig {
     }
 }
 
-/// A decision per frame, as a compact action: 0 = local (or skipped), `k` = send `k` layers.
+/// A decision per frame, as a compact action: 0 = local (or skipped), `k` = send `k` layers,
+/// [`PROBE`]` | k` = local with a `k`-layer probe beside it (online policies' runs replayed as
+/// seeds; the beam itself never probes, a probe buys it nothing it does not know).
 pub type Schedule = Vec<u8>;
+
+/// The flag of an action that runs locally with a probe beside it.
+pub const PROBE: u8 = 0x80;
+
+/// Largest layer count an action holds (`PROBE | 127` would be the seed marker `u8::MAX`).
+const MAX_ACTION_LAYERS: u8 = 126;
 
 /// The decision an action stands for.
 pub fn action_decision(action: u8) -> Decision {
-    match action {
-        0 => Decision::Local,
-        k => Decision::Offload {
+    match (action & PROBE != 0, action & !PROBE) {
+        (false, 0) => Decision::Local,
+        (false, k) => Decision::Offload {
             layers: u32::from(k),
+        },
+        (true, k) => Decision::LocalWithProbe {
+            layers: u32::from(k.max(1)),
         },
     }
 }
 
 /// The action a decision stands for.
 pub fn decision_action(decision: Decision) -> u8 {
-    decision.layers().min(u32::from(u8::MAX)) as u8
+    let k = |layers: u32| layers.min(u32::from(MAX_ACTION_LAYERS)) as u8;
+    match decision {
+        Decision::Local => 0,
+        Decision::Offload { layers } => k(layers),
+        Decision::LocalWithProbe { layers } => PROBE | k(layers),
+    }
+}
+
+/// `action` with its layer count limited to the profile's `max_layers`.
+fn clamp_action(action: u8, max_layers: u8) -> u8 {
+    (action & PROBE) | (action & !PROBE).min(max_layers)
 }
 
 /// The oracle's plan.
@@ -123,7 +144,7 @@ pub fn plan_with<'t>(
 ) -> Plan {
     let setup = RunSetup::new(trace, profile, config);
     let mut options = FrameOptions::default();
-    let n_actions = profile.layers.len().min(usize::from(u8::MAX)) + 1;
+    let n_actions = profile.layers.len().min(usize::from(MAX_ACTION_LAYERS)) + 1;
     let width = oracle.width.max(1);
     let bucket = oracle.bucket_s.max(1e-6);
     let start = Node {
@@ -193,13 +214,13 @@ pub fn plan_with<'t>(
                 continue;
             }
             let decided_at = picked_up + setup.encoder_time;
-            let seed_action = seed_action.map(|s| s.min(n_actions as u8 - 1));
-            for a in 0..n_actions {
-                let action = a as u8;
-                // Seeds are only followed, not expanded: the beam does the exploring.
-                if seed_action.is_some_and(|s| s != action) {
-                    continue;
-                }
+            // Seeds are only followed, not expanded: the beam does the exploring.
+            let seed_action = seed_action.map(|s| clamp_action(s, n_actions as u8 - 1));
+            let expanded = match seed_action {
+                Some(s) => s..=s,
+                None => 0..=n_actions as u8 - 1,
+            };
+            for action in expanded {
                 let mut state = base.clone();
                 let out = state.commit(
                     &setup,
@@ -287,8 +308,7 @@ pub fn plan_with<'t>(
             seeds[s]
                 .get(f)
                 .copied()
-                .unwrap_or(0)
-                .min(n_actions as u8 - 1)
+                .map_or(0, |a| clamp_action(a, n_actions as u8 - 1))
         } else {
             action
         };

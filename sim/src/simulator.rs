@@ -340,6 +340,16 @@ pub struct Outcome {
     pub utility: f64,
 }
 
+/// What one transmission delivered, as [`Outcome`] counts it.
+#[derive(Debug, Clone, Copy)]
+struct Transmitted {
+    result_at: Option<f64>,
+    layers: u32,
+    bytes: u64,
+    bytes_sent: u64,
+    accuracy: f64,
+}
+
 /// The physical state of a run: link queue, CPU, radio and battery. Only decisions change it,
 /// never the controller, so it can be cloned to explore alternatives.
 #[derive(Debug, Clone)]
@@ -429,8 +439,6 @@ impl<'t> SimState<'t> {
         let i = options.frame;
         let captured = setup.captured(i);
         let deadline = captured + setup.deadline_s;
-        let radio = &setup.radio;
-        let one_way = setup.one_way;
         let battery_level = self.battery.level();
         let mut energy = setup.power_w * setup.encoder_time;
         let (result_at, layers_used, bytes, bytes_sent, accuracy) = match decision {
@@ -440,98 +448,21 @@ impl<'t> SimState<'t> {
                 (Some(self.cpu_free), 0, 0, 0, options.local.accuracy)
             }
             Decision::Offload { layers } => {
-                let o = options.offload[layers as usize - 1];
-                let ready = decided_at + o.device_time;
-                self.cpu_free = ready;
-                energy += o.device_energy_j;
-                let mut ready = ready;
-                if radio.needs_promotion(&self.radio_state, ready) {
-                    // The radio is promoted even if the frame is then cancelled, and the burst
-                    // that follows ends in a full tail: both are paid here, once per burst.
-                    energy += radio.promotion_s * radio.promotion_w + radio.tail_s * radio.tail_w;
-                    ready += radio.promotion_s;
-                    self.radio_state.record_activity(ready);
-                }
-                sink.push(
-                    ready,
-                    Observation::Sent {
-                        frame: i,
-                        bytes: o.bytes,
-                    },
-                );
-                // With partial results the agent stops sending when a result could no longer
-                // come back in time; bytes after that would only delay the next frames.
-                let cutoff = if setup.partial_results {
-                    send_cutoff(deadline, 2.0 * one_way, options.cutoff_server_time(layers))
-                } else {
-                    deadline
-                }
-                .max(ready);
-                let tx = self.link.send(ready, o.bytes, cutoff);
-                let bits = tx.bytes_sent as f64 * 8.0;
-                if tx.end > tx.start {
-                    energy += radio.predict_uplink_j(
-                        &self.radio_state,
-                        tx.start,
-                        bits,
-                        tx.end - tx.start,
-                    );
-                    self.radio_state.record_activity(tx.end);
-                }
-                if tx.complete {
-                    let at_server = tx.end + one_way;
-                    let result = at_server + o.server_time + one_way;
-                    let sample = RateSample {
-                        start: tx.start + one_way,
-                        end: at_server,
-                        bytes: o.bytes,
-                    };
-                    sink.push(result, Observation::Delivered { frame: i, sample });
-                    sink.push(result, Observation::Rtt { rtt: 2.0 * one_way });
-                    self.radio_state.record_activity(result);
-                    (Some(result), layers, o.bytes, o.bytes, o.accuracy)
-                } else {
-                    // Cancelled at the cutoff; the server decodes the complete layers that
-                    // arrived by then (with partial results) and reports what arrived.
-                    let prefix = if setup.partial_results {
-                        options.offload[..layers as usize - 1]
-                            .iter()
-                            .rposition(|p| p.bytes <= tx.bytes_by_cutoff)
-                    } else {
-                        None
-                    };
-                    // The server learns of the cancellation one way after the cutoff, decodes
-                    // the prefix and answers: (prefix, when the result is back).
-                    let decoded = prefix.map(|j| {
-                        let at = cutoff + 2.0 * one_way + options.offload[j].server_time;
-                        (j, at)
-                    });
-                    let reported = decoded.map_or(cutoff + 2.0 * one_way, |(_, at)| at);
-                    if tx.bytes_sent > 0 {
-                        let sample = RateSample {
-                            start: tx.start + one_way,
-                            end: tx.end + one_way,
-                            bytes: tx.bytes_sent,
-                        };
-                        sink.push(reported, Observation::Delivered { frame: i, sample });
-                    }
-                    sink.push(
-                        cutoff,
-                        Observation::Abandoned {
-                            frame: i,
-                            bytes: o.bytes - tx.bytes_sent,
-                        },
-                    );
-                    match decoded {
-                        Some((j, at)) => {
-                            sink.push(at, Observation::Rtt { rtt: 2.0 * one_way });
-                            self.radio_state.record_activity(at);
-                            let p = &options.offload[j];
-                            (Some(at), p.layers, p.bytes, tx.bytes_sent, p.accuracy)
-                        }
-                        None => (None, layers, o.bytes, tx.bytes_sent, 0.0),
-                    }
-                }
+                let t = self.transmit(setup, options, layers, decided_at, &mut energy, sink);
+                (t.result_at, t.layers, t.bytes, t.bytes_sent, t.accuracy)
+            }
+            Decision::LocalWithProbe { layers } => {
+                // The probe's layers are coded and queued first; the local path runs after.
+                let probe = self.transmit(setup, options, layers, decided_at, &mut energy, sink);
+                self.cpu_free += options.local.device_time;
+                energy += options.local.energy_j;
+                (
+                    Some(self.cpu_free),
+                    0,
+                    0,
+                    probe.bytes_sent,
+                    options.local.accuracy,
+                )
             }
         };
         let met = result_at.is_some_and(|t| t <= deadline);
@@ -556,6 +487,130 @@ impl<'t> SimState<'t> {
             utility: setup.utility.frame(delivered, energy, battery_level),
         }
     }
+
+    /// Codes and sends the first `layers` layers of the frame decided at `decided_at`, as the
+    /// sender does (cancelling at the cutoff), pushing what the agent observes to `sink` and
+    /// adding the coding and radio energy to `energy`. Leaves the CPU free when the coding ends.
+    #[allow(clippy::too_many_arguments)]
+    fn transmit(
+        &mut self,
+        setup: &RunSetup,
+        options: &FrameOptions,
+        layers: u32,
+        decided_at: f64,
+        energy: &mut f64,
+        sink: &mut impl ObservationSink,
+    ) -> Transmitted {
+        let i = options.frame;
+        let deadline = setup.captured(i) + setup.deadline_s;
+        let radio = &setup.radio;
+        let one_way = setup.one_way;
+        let o = options.offload[layers as usize - 1];
+        let ready = decided_at + o.device_time;
+        self.cpu_free = ready;
+        *energy += o.device_energy_j;
+        let mut ready = ready;
+        if radio.needs_promotion(&self.radio_state, ready) {
+            // The radio is promoted even if the frame is then cancelled, and the burst
+            // that follows ends in a full tail: both are paid here, once per burst.
+            *energy += radio.promotion_s * radio.promotion_w + radio.tail_s * radio.tail_w;
+            ready += radio.promotion_s;
+            self.radio_state.record_activity(ready);
+        }
+        sink.push(
+            ready,
+            Observation::Sent {
+                frame: i,
+                bytes: o.bytes,
+            },
+        );
+        // With partial results the agent stops sending when a result could no longer
+        // come back in time; bytes after that would only delay the next frames.
+        let cutoff = if setup.partial_results {
+            send_cutoff(deadline, 2.0 * one_way, options.cutoff_server_time(layers))
+        } else {
+            deadline
+        }
+        .max(ready);
+        let tx = self.link.send(ready, o.bytes, cutoff);
+        let bits = tx.bytes_sent as f64 * 8.0;
+        if tx.end > tx.start {
+            *energy += radio.predict_uplink_j(&self.radio_state, tx.start, bits, tx.end - tx.start);
+            self.radio_state.record_activity(tx.end);
+        }
+        if tx.complete {
+            let at_server = tx.end + one_way;
+            let result = at_server + o.server_time + one_way;
+            let sample = RateSample {
+                start: tx.start + one_way,
+                end: at_server,
+                bytes: o.bytes,
+            };
+            sink.push(result, Observation::Delivered { frame: i, sample });
+            sink.push(result, Observation::Rtt { rtt: 2.0 * one_way });
+            self.radio_state.record_activity(result);
+            Transmitted {
+                result_at: Some(result),
+                layers,
+                bytes: o.bytes,
+                bytes_sent: o.bytes,
+                accuracy: o.accuracy,
+            }
+        } else {
+            // Cancelled at the cutoff; the server decodes the complete layers that
+            // arrived by then (with partial results) and reports what arrived.
+            let prefix = if setup.partial_results {
+                options.offload[..layers as usize - 1]
+                    .iter()
+                    .rposition(|p| p.bytes <= tx.bytes_by_cutoff)
+            } else {
+                None
+            };
+            // The server learns of the cancellation one way after the cutoff, decodes
+            // the prefix and answers: (prefix, when the result is back).
+            let decoded = prefix.map(|j| {
+                let at = cutoff + 2.0 * one_way + options.offload[j].server_time;
+                (j, at)
+            });
+            let reported = decoded.map_or(cutoff + 2.0 * one_way, |(_, at)| at);
+            if tx.bytes_sent > 0 {
+                let sample = RateSample {
+                    start: tx.start + one_way,
+                    end: tx.end + one_way,
+                    bytes: tx.bytes_sent,
+                };
+                sink.push(reported, Observation::Delivered { frame: i, sample });
+            }
+            sink.push(
+                cutoff,
+                Observation::Abandoned {
+                    frame: i,
+                    bytes: o.bytes - tx.bytes_sent,
+                },
+            );
+            match decoded {
+                Some((j, at)) => {
+                    sink.push(at, Observation::Rtt { rtt: 2.0 * one_way });
+                    self.radio_state.record_activity(at);
+                    let p = &options.offload[j];
+                    Transmitted {
+                        result_at: Some(at),
+                        layers: p.layers,
+                        bytes: p.bytes,
+                        bytes_sent: tx.bytes_sent,
+                        accuracy: p.accuracy,
+                    }
+                }
+                None => Transmitted {
+                    result_at: None,
+                    layers,
+                    bytes: o.bytes,
+                    bytes_sent: tx.bytes_sent,
+                    accuracy: 0.0,
+                },
+            }
+        }
+    }
 }
 
 /// Writes `decision` as its `Display` form does, without the formatting machinery for the
@@ -565,6 +620,10 @@ fn write_decision(out: &mut String, decision: Decision) {
         Decision::Local => out.push_str("local"),
         Decision::Offload { layers } if layers < 10 => {
             out.push_str("offload:");
+            out.push(char::from(b'0' + layers as u8));
+        }
+        Decision::LocalWithProbe { layers } if layers < 10 => {
+            out.push_str("local+probe:");
             out.push(char::from(b'0' + layers as u8));
         }
         // Writing into a String cannot fail.

@@ -167,7 +167,11 @@ impl Controller {
             partial_results: self.config.partial_results,
         };
         match self.policy.decide(frame, &ctx) {
-            Decision::Offload { layers } if frame.option(layers).is_none() => Decision::Local,
+            Decision::Offload { layers } | Decision::LocalWithProbe { layers }
+                if frame.option(layers).is_none() =>
+            {
+                Decision::Local
+            }
             d => d,
         }
     }

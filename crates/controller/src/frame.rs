@@ -77,7 +77,7 @@ impl FrameOptions {
     /// Expected accuracy of a decision (0 when the decision names an option that does not exist).
     pub fn accuracy_of(&self, decision: crate::Decision) -> f64 {
         match decision {
-            crate::Decision::Local => self.local.accuracy,
+            crate::Decision::Local | crate::Decision::LocalWithProbe { .. } => self.local.accuracy,
             crate::Decision::Offload { layers } => self.option(layers).map_or(0.0, |o| o.accuracy),
         }
     }

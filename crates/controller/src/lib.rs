@@ -22,7 +22,7 @@ pub mod radio;
 pub mod utility;
 
 pub use controller::{Controller, ControllerConfig};
-pub use decision::Decision;
+pub use decision::{Decision, ParseDecisionError};
 pub use device::DeviceState;
 pub use estimate::{Estimate, Estimates, EstimatorConfig, ThroughputEstimator};
 pub use frame::{FrameOptions, LocalOption, OffloadOption, send_cutoff};

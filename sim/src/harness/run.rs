@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::discover::TraceFile;
 use crate::bound::upper_bound;
 use crate::frames::FrameTable;
-use crate::oracle::{OracleConfig, Replay, plan_with};
+use crate::oracle::{OracleConfig, Replay, decision_action, plan_with};
 use crate::record::Summary;
 use crate::simulator::{RunSetup, SimConfig, simulate_records};
 use crate::trace::{LoadOptions, Trace, TraceError};
@@ -336,7 +336,8 @@ fn job(
                         hist.add(l);
                     }
                     if keep {
-                        schedule.push(r.decided_layers().min(255) as u8);
+                        // Skipped frames do not parse: action 0, as the oracle counts them.
+                        schedule.push(r.decision.parse().map_or(0, decision_action));
                     }
                     if record_series && r.captured_at < SERIES_S {
                         points.push(SeriesPoint {

@@ -126,7 +126,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut policies = Vec::new();
     for n in names.iter().filter(|n| *n != "oracle") {
         let config = offload_policies::load_preset(n)?;
-        let name = config.build().name().to_owned();
+        // A policy file is named by its file name, so that variants of one kind stay apart.
+        let name = match Path::new(n).file_stem() {
+            Some(stem) if n.ends_with(".toml") => stem.to_string_lossy().into_owned(),
+            _ => config.build().name().to_owned(),
+        };
         policies.push(PolicyEntry {
             name,
             build: Box::new(move || config.build()),
