@@ -107,6 +107,9 @@ struct Outcome {
     answer: Option<(u64, u16, TaskResult)>,
     /// The server's reply, when there was one.
     reply: Option<FrameReply>,
+    /// A probe beside the local path: its frame, the energy of its transfer and the bytes that
+    /// reached the server, added to the frame's (local) record.
+    probe: Option<(u64, f64, u64)>,
 }
 
 impl Outcome {
@@ -127,7 +130,19 @@ impl Outcome {
         if let Some((frame, layers, result)) = &self.answer {
             events.answered(*frame, *layers, result);
         }
+        if let Some((frame, energy, sent)) = self.probe {
+            // The local record is pushed before the loop next collects outcomes.
+            if let Some(r) = records.iter_mut().rev().find(|r| r.frame == frame) {
+                r.energy_j += energy;
+                r.bytes_sent = sent;
+            }
+        }
         records.extend(self.record);
+    }
+
+    /// Energy this outcome adds to the device's account (J).
+    fn energy_j(&self) -> f64 {
+        self.record.as_ref().map_or(0.0, |r| r.energy_j) + self.probe.map_or(0.0, |p| p.1)
     }
 }
 
@@ -201,6 +216,7 @@ pub async fn run_agent<M: DeviceModel>(
             if let Some(reply) = &o.reply {
                 hold.observe(reply, &config.profile);
             }
+            battery.account(o.energy_j(), now());
             o.deliver(&mut controller, events, start, &mut records);
         }
         let t = now();
@@ -308,8 +324,18 @@ pub async fn run_agent<M: DeviceModel>(
             capacity_bps: 0.0,
             utility: 0.0,
         };
-        match (decision, &client) {
-            (Decision::Offload { layers }, Some(client)) => {
+        // The features go to the offload task, or to the local path (with or without a probe).
+        let offloads = matches!(decision, Decision::Offload { .. }) && client.is_some();
+        let (mut task_features, local_features) = if offloads {
+            (Some(frame.features), None)
+        } else {
+            (None, Some(frame.features))
+        };
+        let probe_energy = match (decision, &client) {
+            (Decision::Offload { layers } | Decision::LocalWithProbe { layers }, Some(client)) => {
+                // A probe beside the local path goes out like an offload, but only its link
+                // sample is kept: the frame's result is the local one, computed below.
+                let probe = matches!(decision, Decision::LocalWithProbe { .. });
                 let k = layers as usize;
                 let bytes = sizes[k - 1];
                 let wire_bytes = wire[k - 1];
@@ -347,7 +373,7 @@ pub async fn run_agent<M: DeviceModel>(
                 let task = OffloadTask {
                     client: client.clone(),
                     model: model.clone(),
-                    features: frame.features,
+                    features: task_features.take(),
                     header,
                     layers: layers_out,
                     window,
@@ -355,7 +381,7 @@ pub async fn run_agent<M: DeviceModel>(
                     base: FrameRecord {
                         bytes,
                         energy_j: base.energy_j + radio_energy,
-                        ..base
+                        ..base.clone()
                     },
                     label,
                     accuracy_expected,
@@ -370,15 +396,22 @@ pub async fn run_agent<M: DeviceModel>(
                     radio,
                     reconnecting: reconnecting.clone(),
                     tx: tx.clone(),
+                    probe,
                 };
                 tasks.push(tokio::spawn(task.run()));
+                // A probe's promotion and marginal tail are its frame's; the active part comes
+                // with its reply (`Outcome::probe`).
+                if probe { radio_energy } else { 0.0 }
             }
-            _ => {
+            _ => 0.0,
+        };
+        if let Some(features) = local_features {
+            {
                 let t_local = Instant::now();
-                let result = tokio::task::block_in_place(|| model.finish_locally(frame.features))
+                let result = tokio::task::block_in_place(|| model.finish_locally(features))
                     .map_err(|source| AgentError::Local { frame: i, source })?;
                 let done = now();
-                let energy = base.energy_j + power * t_local.elapsed().as_secs_f64();
+                let energy = base.energy_j + probe_energy + power * t_local.elapsed().as_secs_f64();
                 battery.account(energy, done);
                 let record = finished(
                     base,
@@ -402,9 +435,7 @@ pub async fn run_agent<M: DeviceModel>(
         t.await.map_err(|e| AgentError::Task(e.to_string()))??;
     }
     while let Some(o) = rx.recv().await {
-        if let Some(r) = &o.record {
-            battery.account(r.energy_j, now());
-        }
+        battery.account(o.energy_j(), now());
         o.deliver(&mut controller, events, start, &mut records);
     }
     records.sort_by_key(|r| r.frame);
@@ -475,7 +506,8 @@ fn skipped_record(
 struct OffloadTask<M: DeviceModel> {
     client: Arc<AgentClient>,
     model: Arc<M>,
-    features: M::Features,
+    /// For the local fallback; `None` for a probe, whose frame runs locally anyway.
+    features: Option<M::Features>,
     header: FrameHeader,
     layers: Vec<Bytes>,
     window: SendWindow,
@@ -497,6 +529,8 @@ struct OffloadTask<M: DeviceModel> {
     radio: RadioModel,
     reconnecting: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<Outcome>,
+    /// Whether this is a probe beside the local path: only the link sample counts.
+    probe: bool,
 }
 
 impl<M: DeviceModel> OffloadTask<M> {
@@ -509,72 +543,97 @@ impl<M: DeviceModel> OffloadTask<M> {
         let now = self.epoch.elapsed().as_secs_f64();
         let mut observations = Vec::new();
         let mut kept_reply = None;
-        let (result, layers_used, sent, energy) =
-            match result.and_then(|reply| parse(&reply).map(|r| (reply, r))) {
-                Ok((reply, result)) => {
-                    // Bytes the server received: the codec header and the complete layers (record
-                    // length prefixes count as the transport's, like packet headers).
-                    let delivered = self.header.codec_header.len() as u64
-                        + reply
-                            .receipts
-                            .iter()
-                            .map(|r| r.bytes.saturating_sub(4))
-                            .sum::<u64>();
-                    // The link's service of this frame, in the wire bytes the controller planned
-                    // with (see `FrameReply::link_sample`).
-                    let mut delivered_wire = 0;
-                    if let Some(s) = reply.link_sample {
-                        delivered_wire = s.bytes.min(self.wire_bytes);
-                        let sample = RateSample {
-                            start: s.start,
-                            end: s.end,
-                            bytes: delivered_wire,
-                        };
-                        observations.push((now, Observation::Delivered { frame, sample }));
-                    }
-                    observations.push((
-                        now,
-                        Observation::Rtt {
-                            rtt: reply.propagation_rtt,
-                        },
-                    ));
-                    // Whatever is not in the sample leaves the in-flight count here: layers that did
-                    // not arrive, and the allowance for the reply's ACK packet.
-                    observations.push((
-                        now,
-                        Observation::Abandoned {
-                            frame,
-                            bytes: self.wire_bytes.saturating_sub(delivered_wire),
-                        },
-                    ));
-                    let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
-                    let energy = self.base.energy_j
-                        + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
-                    let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
-                    kept_reply = Some(reply);
-                    (result, layers_used, delivered, energy)
+        let (result, layers_used, sent, energy) = match result
+            .and_then(|reply| parse(&reply).map(|r| (reply, r)))
+        {
+            Ok((reply, result)) => {
+                // Bytes the server received: the codec header and the complete layers (record
+                // length prefixes count as the transport's, like packet headers).
+                let delivered = self.header.codec_header.len() as u64
+                    + reply
+                        .receipts
+                        .iter()
+                        .map(|r| r.bytes.saturating_sub(4))
+                        .sum::<u64>();
+                // The link's service of this frame, in the wire bytes the controller planned
+                // with (see `FrameReply::link_sample`).
+                let mut delivered_wire = 0;
+                if let Some(s) = reply.link_sample {
+                    delivered_wire = s.bytes.min(self.wire_bytes);
+                    let sample = RateSample {
+                        start: s.start,
+                        end: s.end,
+                        bytes: delivered_wire,
+                    };
+                    observations.push((now, Observation::Delivered { frame, sample }));
                 }
-                Err(e) => {
+                observations.push((
+                    now,
+                    Observation::Rtt {
+                        rtt: reply.propagation_rtt,
+                    },
+                ));
+                // Whatever is not in the sample leaves the in-flight count here: layers that did
+                // not arrive, and the allowance for the reply's ACK packet.
+                observations.push((
+                    now,
+                    Observation::Abandoned {
+                        frame,
+                        bytes: self.wire_bytes.saturating_sub(delivered_wire),
+                    },
+                ));
+                let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
+                let energy = self.base.energy_j
+                    + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
+                let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
+                kept_reply = Some(reply);
+                (result, layers_used, delivered, energy)
+            }
+            Err(e) => {
+                if self.probe {
+                    tracing::debug!("frame {frame}: probe failed ({e})");
+                } else {
                     tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
-                    observations.push((
-                        now,
-                        Observation::Abandoned {
-                            frame,
-                            bytes: self.wire_bytes,
-                        },
-                    ));
-                    if e.server_unavailable() {
-                        observations.push((now, Observation::ServerUnreachable));
-                        self.spawn_reconnect();
-                    }
-                    let t = Instant::now();
-                    let result =
-                        tokio::task::block_in_place(|| self.model.finish_locally(self.features))
-                            .map_err(|source| AgentError::Local { frame, source })?;
-                    let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
-                    (result, 0, 0, energy)
                 }
-            };
+                observations.push((
+                    now,
+                    Observation::Abandoned {
+                        frame,
+                        bytes: self.wire_bytes,
+                    },
+                ));
+                if e.server_unavailable() {
+                    observations.push((now, Observation::ServerUnreachable));
+                    self.spawn_reconnect();
+                }
+                let Some(features) = self.features.filter(|_| !self.probe) else {
+                    // A probe's frame runs locally anyway: only the observations count.
+                    let _ = self.tx.send(Outcome {
+                        record: None,
+                        observations,
+                        answer: None,
+                        reply: None,
+                        probe: Some((frame, 0.0, 0)),
+                    });
+                    return Ok(());
+                };
+                let t = Instant::now();
+                let result = tokio::task::block_in_place(|| self.model.finish_locally(features))
+                    .map_err(|source| AgentError::Local { frame, source })?;
+                let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
+                (result, 0, 0, energy)
+            }
+        };
+        if self.probe {
+            let _ = self.tx.send(Outcome {
+                record: None,
+                observations,
+                answer: None,
+                reply: kept_reply,
+                probe: Some((frame, energy - self.base.energy_j, sent)),
+            });
+            return Ok(());
+        }
         let done = self.epoch.elapsed().as_secs_f64();
         let planned = self.accuracy_expected.len();
         // A frame the server answered from a shorter prefix than planned (cut short, with
@@ -613,6 +672,7 @@ impl<M: DeviceModel> OffloadTask<M> {
             observations,
             answer: Some((frame, layers_used, result)),
             reply: kept_reply,
+            probe: None,
         });
         Ok(())
     }
@@ -643,6 +703,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                         observations: vec![(at, Observation::ServerReachable)],
                         answer: None,
                         reply: None,
+                        probe: None,
                     });
                     break;
                 }
