@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use offload_controller::Profile;
+use offload_controller::{Policy, Profile};
+use offload_sim::oracle::{OracleConfig, Replay, decision_action, plan};
 use offload_sim::output::{FramesCsv, RunReport, write_json};
 use offload_sim::trace::{LoadOptions, Trace};
 use offload_sim::{SimConfig, simulate};
@@ -17,7 +18,8 @@ pub struct Args {
     /// trace shipped in traces/.
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Policy preset name (see `offload eval --help`) or a policy .toml file.
+    /// Policy preset name (see `offload eval --help`), a policy .toml file, or `oracle` (the
+    /// offline oracle's plan, seeded with every preset's run as in `offload eval`).
     #[arg(long, default_value = "throughput-rule")]
     policy: String,
     /// Profile file; default: the embedded measured detector profile (profiles/ssd-mobilenet-v2.toml).
@@ -38,9 +40,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => super::common::default_trace()?,
     };
     let profile: Profile = load_profile(args.profile.as_deref())?;
-    let policy = offload_policies::load_preset(&args.policy)?.build();
-    let policy_name = policy.name().to_owned();
     let config: SimConfig = args.settings.to_config()?;
+    let policy = if args.policy == "oracle" {
+        oracle_replay(&trace, &profile, &config)?
+    } else {
+        offload_policies::load_preset(&args.policy)?.build()
+    };
+    let policy_name = policy.name().to_owned();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut csv = FramesCsv::create(&args.out.join("frames.csv"))?;
@@ -77,4 +83,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("wrote {}/frames.csv and summary.json", args.out.display());
     Ok(())
+}
+
+/// The oracle's plan for `trace` as a policy that replays it, seeded with the run of every
+/// preset (the harness's seeds).
+fn oracle_replay(
+    trace: &Trace,
+    profile: &Profile,
+    config: &SimConfig,
+) -> anyhow::Result<Box<dyn Policy>> {
+    let mut schedules = Vec::new();
+    for name in offload_policies::preset_names() {
+        let policy = offload_policies::preset(name)?.build();
+        let mut schedule = Vec::new();
+        simulate(trace, profile, policy, config, |r| {
+            schedule.push(r.decision.parse().map_or(0, decision_action));
+        });
+        schedules.push(schedule);
+    }
+    let seeds: Vec<&[u8]> = schedules.iter().map(Vec::as_slice).collect();
+    let plan = plan(trace, profile, config, &OracleConfig::default(), &seeds);
+    Ok(Box::new(Replay::new(plan.schedule)))
 }
