@@ -17,8 +17,9 @@ use crate::timing::local_result_at;
 ///
 /// Optionally ([`Prober::with_stall_detection`]) the link is also treated as down as soon as
 /// the oldest frame still unreported is overdue: its report should have come after its own
-/// transfer at the estimated rate, the round trip and the server time, and `slack_s` more has
-/// passed (a frame cancelled at its cutoff with nothing delivered stays unreported). In a blockage or an on/off outage this notices the dead link after a frame's
+/// transfer at the estimated rate — begun when it was sent or, if later, when the previous
+/// frame's report came (it queued behind that frame) — the round trip and the server time, and
+/// `slack_s` more has passed (a frame cancelled at its cutoff with nothing delivered stays unreported). In a blockage or an on/off outage this notices the dead link after a frame's
 /// expected report time plus the slack, instead of after `after_s` without any sample (which
 /// has to exceed the normal report delay of a busy link).
 ///
@@ -45,6 +46,8 @@ pub struct Prober {
     beside_local: bool,
     /// Frames sent and not yet reported: `(frame, sent at, bytes)`, oldest first.
     unreported: VecDeque<(u64, f64, u64)>,
+    /// When the latest delivery report came.
+    last_report_at: f64,
 }
 
 /// Most unreported frames tracked: bounds memory if reports never come.
@@ -61,6 +64,7 @@ impl Prober {
             stall_slack_s: None,
             beside_local: false,
             unreported: VecDeque::new(),
+            last_report_at: f64::NEG_INFINITY,
         }
     }
 
@@ -102,6 +106,7 @@ impl Prober {
             // report was even due) is not answered: if nothing of it was delivered, the link's
             // silence goes on, and it stays the oldest unreported frame until a report comes.
             Observation::Delivered { frame, .. } => {
+                self.last_report_at = now;
                 while self.unreported.front().is_some_and(|&(f, ..)| f <= frame) {
                     self.unreported.pop_front();
                 }
@@ -119,7 +124,9 @@ impl Prober {
             return false;
         };
         let server = frame.offload.first().map_or(0.0, |o| o.server_time);
-        let expected = sent_at
+        // On a busy link the frame waited behind the ones sent before it, all reported by now:
+        // its transfer began by the latest report at the latest, not when it was sent.
+        let expected = sent_at.max(self.last_report_at)
             + bytes as f64 * 8.0 / e.bps.max(1.0)
             + ctx.estimates.rtt_or(ctx.default_rtt)
             + server;
@@ -141,8 +148,18 @@ impl Prober {
             self.interval_s = self.after_s;
             return Ok(e);
         }
-        let local_late = local_result_at(ctx, frame) > frame.deadline;
+        let local_at = local_result_at(ctx, frame);
+        let local_late = local_at > frame.deadline;
         if !local_late && ctx.now - self.last_probe < self.interval_s {
+            return Err(Decision::Local);
+        }
+        // A probe beside the local path is coded first: where that would make the local result
+        // late, this frame runs locally alone and the probe waits for the next one.
+        let coding = frame.offload.first().map_or(0.0, |o| o.device_time);
+        if self.beside_local
+            && !local_late
+            && local_at + coding * ctx.device.compute_slowdown() > frame.deadline
+        {
             return Err(Decision::Local);
         }
         // A sample that came after the previous probe answered it: back to `after_s`.
@@ -266,6 +283,19 @@ mod tests {
             decide_frame(&mut beside, 1.37, 1.0, &late),
             Err(Decision::Offload { layers: 1 })
         );
+        // A frame whose local result is in time only without the probe's 30 ms of coding runs
+        // locally alone, and the probe goes out with the next frame.
+        let mut beside = Prober::new(0.2).with_probe_beside_local(true);
+        let mut tight = frame(1.26);
+        tight.offload[0].device_time = 0.03;
+        assert_eq!(
+            decide_frame(&mut beside, 1.30, 1.0, &tight),
+            Err(Decision::Local)
+        );
+        assert_eq!(
+            decide(&mut beside, 1.3333),
+            Err(Decision::LocalWithProbe { layers: 1 })
+        );
     }
 
     #[test]
@@ -297,6 +327,31 @@ mod tests {
         };
         stall.observe(1.13, &Observation::Delivered { frame: 8, sample });
         assert!(decide(&mut stall, 1.14).is_ok());
+    }
+
+    #[test]
+    fn a_frame_queued_behind_earlier_ones_is_not_overdue_before_their_reports() {
+        let mut stall = Prober::new(0.2).with_stall_detection(Some(0.02));
+        let sent = |p: &mut Prober, at: f64, frame: u64| {
+            p.observe(at, &Observation::Sent { frame, bytes: 1000 });
+        };
+        // Two frames sent back to back on a saturated link: frame 8's report comes at 1.2 s,
+        // and frame 9 has been waiting behind it since 1.0 s.
+        sent(&mut stall, 1.0, 8);
+        sent(&mut stall, 1.0, 9);
+        let sample = RateSample {
+            start: 1.1,
+            end: 1.14,
+            bytes: 1000,
+        };
+        stall.observe(1.2, &Observation::Delivered { frame: 8, sample });
+        // Counted from its sending, frame 9 would be overdue from 1.088 s; counted from the
+        // report it queued behind, from 1.288 s.
+        assert!(decide_sampled(&mut stall, 1.25, 1.2).is_ok());
+        assert_eq!(
+            decide_sampled(&mut stall, 1.30, 1.2),
+            Err(Decision::Offload { layers: 1 })
+        );
     }
 
     #[test]
