@@ -42,11 +42,11 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: model c949d74a (models/README.md, stage 2 \
-            80 000 images, fine-tuning on running batch-norm statistics) gives k = 1..6 89.04, \
-            90.09, 90.30, 90.52, 90.48, 90.63 %: one dip, k = 5 -0.04 points (4 of 10 000 \
-            images; model 03bca1a3 dipped -0.43 at k = 6); on held-out training images this \
-            recipe did not dip"]
+#[ignore = "known failure, issue 4 stays open: model 4768cb95 (models/README.md, stage 2 \
+            120 000 images, fine-tuning on running batch-norm statistics) gives k = 1..6 89.26, \
+            90.29, 90.51, 90.65, 90.68, 90.63 %: one dip, k = 6 -0.05 points (5 of 10 000 \
+            images; model c949d74a dipped -0.04 at k = 5, 03bca1a3 -0.43 at k = 6); on held-out \
+            training images this recipe did not dip"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -115,9 +115,10 @@ fn coded_sizes_match_the_models_rate_estimate() {
 }
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
-const LOCAL_FLOOR: f64 = 0.91;
-const BASE_FLOOR: f64 = 0.88;
-const ALL_LAYERS_FLOOR: f64 = 0.90;
+/// Model 4768cb95: local 91.57 %, k = 1 89.26 %, k = 6 90.63 %.
+const LOCAL_FLOOR: f64 = 0.915;
+const BASE_FLOOR: f64 = 0.89;
+const ALL_LAYERS_FLOOR: f64 = 0.905;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
 const CODEC_TABLE_TOLERANCE: f64 = 0.01;
