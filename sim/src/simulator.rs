@@ -491,7 +491,9 @@ impl<'t> SimState<'t> {
     /// Codes and sends the first `layers` layers of the frame decided at `decided_at`, as the
     /// sender does (cancelling at the cutoff), pushing what the agent observes to `sink` and
     /// adding the coding and radio energy to `energy`. Leaves the CPU free when the coding ends.
+    // Always inlined: as a call it cost the online sweep 1.8 % more instructions (callgrind).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn transmit(
         &mut self,
         setup: &RunSetup,
