@@ -5,17 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use offload_agent::loopback::{LoopbackLink, run_loopback};
 use offload_agent::{AgentConfig, SimulatedBattery};
 use offload_cli::{SplitDevice, SplitHandler};
 use offload_controller::{Context, ControllerConfig, Decision, FrameOptions, Policy};
 use offload_e2e::fmnist;
 use offload_sim::battery::BatteryConfig;
-use offload_transport::emulator::{
-    CapacitySchedule, ConstantRate, Emulator, EmulatorConfig, LinkConfig,
-};
-use offload_transport::{
-    AgentClient, AuthToken, ClientConfig, EdgeServer, ServerIdentity, ServerLimits, ServerTrust,
-};
+use offload_transport::ClientConfig;
+use offload_transport::emulator::ConstantRate;
 
 const FPS: f64 = 30.0;
 
@@ -37,38 +34,14 @@ impl Policy for AlwaysProbe {
 async fn a_probed_frame_is_answered_locally_and_its_base_layer_measures_the_link() {
     let seconds = 4.0;
     let f = fmnist((seconds * FPS) as usize);
-    let identity = ServerIdentity::generate(&["localhost"]).unwrap();
-    let token = AuthToken::new(b"probe-test".to_vec()).unwrap();
-    let handler = Arc::new(SplitHandler::new(f.model.clone()));
-    let server = EdgeServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &identity,
-        token.clone(),
-        handler,
-        ServerLimits::default(),
-    )
-    .unwrap();
-    let mut emu = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), server.local_addr());
-    emu.uplink = LinkConfig {
-        delay: 0.02,
-        ..LinkConfig::default()
+    let link = LoopbackLink {
+        uplink: Arc::new(ConstantRate { bps: 1e6 }),
+        downlink_bps: 20e6,
+        one_way_s: 0.02,
+        queue_bytes: 32 * 1024,
+        lead_s: 1.0,
+        true_link_samples: false,
     };
-    emu.downlink = LinkConfig {
-        delay: 0.02,
-        ..LinkConfig::default()
-    };
-    let up: Arc<dyn CapacitySchedule> = Arc::new(ConstantRate { bps: 1e6 });
-    let down: Arc<dyn CapacitySchedule> = Arc::new(ConstantRate { bps: 20e6 });
-    let emulator = Emulator::start(emu, up, down).await.unwrap();
-    let client = AgentClient::connect(
-        emulator.local_addr(),
-        "localhost",
-        ServerTrust::Pinned(identity.fingerprint()),
-        token,
-        ClientConfig::default(),
-    )
-    .await
-    .unwrap();
     let config = AgentConfig {
         fps: FPS,
         deadline: Duration::from_millis(200),
@@ -81,19 +54,20 @@ async fn a_probed_frame_is_answered_locally_and_its_base_layer_measures_the_link
         partial_results: true,
     };
     let n = f.inputs.len();
-    let (records, _) = offload_agent::run_agent(
+    let run = run_loopback(
         Arc::new(SplitDevice::new(f.model.clone())),
-        Some(Arc::new(client)),
+        Arc::new(SplitHandler::new(f.model.clone())),
+        link,
         Box::new(AlwaysProbe),
         f.inputs,
         config,
+        ClientConfig::default(),
         Box::new(SimulatedBattery::new(BatteryConfig::default())),
         &mut (),
     )
     .await
-    .unwrap();
-    server.shutdown(Duration::from_millis(200)).await;
-    emulator.stop();
+    .expect("the loopback run completes");
+    let records = run.records;
 
     assert_eq!(records.len(), n);
     let decided: Vec<_> = records.iter().filter(|r| r.decision != "skipped").collect();
