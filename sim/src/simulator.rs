@@ -441,46 +441,46 @@ impl<'t> SimState<'t> {
         let deadline = captured + setup.deadline_s;
         let battery_level = self.battery.level();
         let mut energy = setup.power_w * setup.encoder_time;
-        let (result_at, layers_used, bytes, bytes_sent, accuracy) = match decision {
+        let local = |cpu_free: f64, bytes_sent: u64| Transmitted {
+            result_at: Some(cpu_free),
+            layers: 0,
+            bytes: 0,
+            bytes_sent,
+            accuracy: options.local.accuracy,
+        };
+        let t = match decision {
             Decision::Local => {
                 self.cpu_free = decided_at + options.local.device_time;
                 energy += options.local.energy_j;
-                (Some(self.cpu_free), 0, 0, 0, options.local.accuracy)
+                local(self.cpu_free, 0)
             }
             Decision::Offload { layers } => {
-                let t = self.transmit(setup, options, layers, decided_at, &mut energy, sink);
-                (t.result_at, t.layers, t.bytes, t.bytes_sent, t.accuracy)
+                self.transmit(setup, options, layers, decided_at, &mut energy, sink)
             }
             Decision::LocalWithProbe { layers } => {
                 // The probe's layers are coded and queued first; the local path runs after.
                 let probe = self.transmit(setup, options, layers, decided_at, &mut energy, sink);
                 self.cpu_free += options.local.device_time;
                 energy += options.local.energy_j;
-                (
-                    Some(self.cpu_free),
-                    0,
-                    0,
-                    probe.bytes_sent,
-                    options.local.accuracy,
-                )
+                local(self.cpu_free, probe.bytes_sent)
             }
         };
-        let met = result_at.is_some_and(|t| t <= deadline);
-        let latency = result_at.map(|t| t - captured);
+        let met = t.result_at.is_some_and(|r| r <= deadline);
+        let latency = t.result_at.map(|r| r - captured);
         sink.push(
-            result_at.unwrap_or(deadline),
+            t.result_at.unwrap_or(deadline),
             Observation::FrameDone {
                 frame: i,
                 latency: latency.filter(|_| met),
             },
         );
         self.battery.drain(energy);
-        let delivered = met.then_some(accuracy);
+        let delivered = met.then_some(t.accuracy);
         Outcome {
-            result_at,
-            layers: layers_used,
-            bytes,
-            bytes_sent,
+            result_at: t.result_at,
+            layers: t.layers,
+            bytes: t.bytes,
+            bytes_sent: t.bytes_sent,
             met,
             accuracy: delivered.unwrap_or(0.0),
             energy_j: energy,
