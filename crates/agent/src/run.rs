@@ -406,28 +406,26 @@ pub async fn run_agent<M: DeviceModel>(
             _ => 0.0,
         };
         if let Some(features) = local_features {
-            {
-                let t_local = Instant::now();
-                let result = tokio::task::block_in_place(|| model.finish_locally(features))
-                    .map_err(|source| AgentError::Local { frame: i, source })?;
-                let done = now();
-                let energy = base.energy_j + probe_energy + power * t_local.elapsed().as_secs_f64();
-                battery.account(energy, done);
-                let record = finished(
-                    base,
-                    done,
-                    captured,
-                    start,
-                    deadline_s,
-                    result.correct_for(label),
-                    options.local.accuracy,
-                    energy,
-                    &utility,
-                    level,
-                );
-                records.push(record);
-                events.answered(i, 0, &result);
-            }
+            let t_local = Instant::now();
+            let result = tokio::task::block_in_place(|| model.finish_locally(features))
+                .map_err(|source| AgentError::Local { frame: i, source })?;
+            let done = now();
+            let energy = base.energy_j + probe_energy + power * t_local.elapsed().as_secs_f64();
+            battery.account(energy, done);
+            let record = finished(
+                base,
+                done,
+                captured,
+                start,
+                deadline_s,
+                result.correct_for(label),
+                options.local.accuracy,
+                energy,
+                &utility,
+                level,
+            );
+            records.push(record);
+            events.answered(i, 0, &result);
         }
     }
     drop(tx);
