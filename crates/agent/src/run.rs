@@ -155,9 +155,10 @@ impl Outcome {
 /// protocol's and QUIC's overhead ([`WireOverhead`]) — and learns the uplink's rate from the
 /// server's receive times as the link's service rate for each frame
 /// ([`FrameReply::link_sample`]), in the same wire bytes. Its round-trip time is the
-/// propagation RTT ([`FrameReply::propagation_rtt`], the smaller of the server's and the
-/// agent's QUIC minimum RTT): the time a frame waits behind earlier ones is the policies'
-/// backlog and the rate's business, and a smoothed RTT would count it twice.
+/// propagation RTT ([`FrameReply::propagation_rtt`], the round trip the link samples are timed
+/// with, never more than the agent's QUIC minimum RTT): the time a frame waits behind earlier
+/// ones is the policies' backlog and the rate's business, and a smoothed RTT would count it
+/// twice.
 pub async fn run_agent<M: DeviceModel>(
     model: Arc<M>,
     client: Option<Arc<AgentClient>>,
@@ -890,11 +891,13 @@ mod tests {
             server_clock_shift: 0.0,
             server_arrived: None,
             send_start: 0.0,
+            wire_send_start: 0.0,
             round_trip: 0.0,
             train_sample: None,
             end_to_end_sample: None,
             reply_received: 0.0,
             propagation_rtt: 0.05,
+            uplink_delay_probes: 0,
             wire_bytes_received: 0,
             arrival: 0.0,
             link_sample: None,

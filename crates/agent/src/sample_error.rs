@@ -55,6 +55,11 @@ pub struct FrameService {
     /// When the server's socket received the datagram that completed the frame, on the
     /// server's clock (NaN: not reported).
     pub server_arrived: f64,
+    /// When the agent's socket sent the frame's first data packet (agent's clock).
+    pub wire_send_start: f64,
+    /// Measurements of the uplink's one-way delay on ACK packets the sample was timed with
+    /// (0: timed with the minimum RTT).
+    pub uplink_delay_probes: u64,
 }
 
 impl FrameService {
@@ -137,6 +142,8 @@ pub fn match_frames(
             server_reply: reply.server_origin + reply.reply_written,
             server_clock_shift: reply.server_clock_shift,
             server_arrived: reply.server_arrived.unwrap_or(f64::NAN),
+            wire_send_start: reply.wire_send_start,
+            uplink_delay_probes: reply.uplink_delay_probes as u64,
         });
     }
     out

@@ -18,7 +18,9 @@ use crate::observe::{
 };
 use crate::overhead::WireOverhead;
 use crate::rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingFactory};
+use crate::send_clock::{LoggingSocket, SocketLog};
 use crate::tls::{MismatchLog, ServerTrust, quic_client_crypto};
+use crate::uplink_delay::{IdlePacket, UplinkDelay};
 use crate::uplink_log::UplinkLog;
 use crate::wire::{
     self, AUTH_ACCEPTED, AuthHello, FRAME_FIXED_LEN, FrameFixed, Limits, Reply, ReplyStatus, codes,
@@ -59,6 +61,12 @@ pub struct ClientConfig {
     /// mapped through the fastest recent reply, and start it without the wait behind the
     /// agent's ACK packets.
     pub reply_timed_link_samples: bool,
+    /// For analysis only (A/B against pass F): time [`FrameReply::link_sample`] with the
+    /// propagation delay of [`PropagationRtt`] (half the server's minimum RTT less the ACK
+    /// packet's serialisation) from the frame's task's send start, instead of the one-way
+    /// delay measured on the agent's ACK packets ([`UplinkDelay`]) from the socket's send of
+    /// the frame's first packet; the server clock's window starts over with each connection.
+    pub min_rtt_one_way: bool,
 }
 
 /// A record of when the uplink served a frame, outside the agent: given the frame's send
@@ -108,6 +116,7 @@ impl Default for ClientConfig {
             overhead: WireOverhead::default(),
             link_truth: None,
             reply_timed_link_samples: false,
+            min_rtt_one_way: false,
         }
     }
 }
@@ -169,6 +178,11 @@ pub struct FrameReply {
     pub server_arrived: Option<f64>,
     /// When the agent started sending, seconds since [`AgentClient::epoch`].
     pub send_start: f64,
+    /// When the agent's socket sent the frame's first data packet, seconds since
+    /// [`AgentClient::epoch`] (`send_start` where it is not known): the start the link sample
+    /// is timed from, unless [`ClientConfig::min_rtt_one_way`] or
+    /// [`ClientConfig::reply_timed_link_samples`].
+    pub wire_send_start: f64,
     /// From starting to send until the whole reply was read, seconds.
     pub round_trip: f64,
     /// Bytes of all received layers over [header complete, last layer complete].
@@ -177,9 +191,16 @@ pub struct FrameReply {
     pub end_to_end_sample: Option<DeliverySample>,
     /// When the whole reply had been read, seconds since [`AgentClient::epoch`].
     pub reply_received: f64,
-    /// The propagation round trip the timing assumes: the smaller of the server's and the
-    /// agent's QUIC minimum RTT, seconds.
+    /// The propagation round trip the timing assumes, seconds: the server clock's shift plus
+    /// the uplink's one-way delay measured on the agent's ACK packets ([`UplinkDelay`]), the
+    /// round trip through both stacks at their typical latencies; until it has
+    /// [`UplinkDelay::MIN_PROBES`] measurements of the server's clock (and with
+    /// [`ClientConfig::min_rtt_one_way`]), [`PropagationRtt`]'s. Never more than the agent's
+    /// own QUIC minimum RTT.
     pub propagation_rtt: f64,
+    /// Measurements of the uplink's one-way delay on ACK packets the timing had
+    /// ([`UplinkDelay`]; 0: timed with [`PropagationRtt`]).
+    pub uplink_delay_probes: usize,
     /// Uplink bytes of what the server received: the stream bytes of the frame header, the
     /// codec header and the complete layers, with [`ClientConfig::overhead`] added.
     pub wire_bytes_received: u64,
@@ -215,7 +236,20 @@ pub struct AgentClient {
     uplink: std::sync::Mutex<UplinkLog>,
     propagation: std::sync::Mutex<PropagationRtt>,
     server_clock: std::sync::Mutex<ServerClock>,
+    socket_log: Arc<SocketLog>,
+    uplink_delay: std::sync::Mutex<UplinkDelay>,
+    /// The latest replies' frames and when their tasks read them, to find the ACK-only
+    /// packet the server reports later.
+    reply_reads: std::sync::Mutex<std::collections::VecDeque<(u64, Instant)>>,
 }
+
+/// Replies whose read time is kept for matching the server's report of their ACK packet.
+const REPLY_READS_KEPT: usize = 64;
+
+/// How long before a packet reached the bottleneck everything sent earlier must have left it
+/// for the packet to count as finding the link idle: a frame's arrival is placed within a few
+/// tenths of a millisecond.
+const IDLE_MARGIN_S: f64 = 0.5e-3;
 
 impl std::fmt::Debug for AgentClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,7 +298,8 @@ impl AgentClient {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = quinn::Endpoint::client(bind).map_err(TransportError::Bind)?;
+        let socket_log = Arc::new(SocketLog::default());
+        let endpoint = logging_endpoint(bind, socket_log.clone()).map_err(TransportError::Bind)?;
         let ack_bytes = config.overhead.per_frame;
         let client = Self {
             endpoint,
@@ -285,6 +320,9 @@ impl AgentClient {
             uplink: std::sync::Mutex::new(UplinkLog::default()),
             propagation: std::sync::Mutex::new(PropagationRtt::new(ack_bytes)),
             server_clock: std::sync::Mutex::new(ServerClock::default()),
+            socket_log,
+            uplink_delay: std::sync::Mutex::new(UplinkDelay::default()),
+            reply_reads: std::sync::Mutex::new(std::collections::VecDeque::new()),
         };
         client.connection(client.config.connect_timeout).await?;
         Ok(client)
@@ -708,15 +746,32 @@ impl AgentClient {
         let reply_received_s = reply_received.duration_since(self.epoch).as_secs_f64();
         let server_origin = reply.fixed.origin_us as f64 * 1e-6;
         let reply_written = f64::from(reply.fixed.reply_us) * 1e-6;
+        let server_id = reply.fixed.server_id;
+        // The one-way delay measured on the agent's ACK packets, from the socket's send; the
+        // A/B modes keep pass F's (or the earlier) timing.
+        let acked_delay =
+            !self.config.reply_timed_link_samples && !self.config.min_rtt_one_way && server_id != 0;
+        let clock_key = if acked_delay {
+            server_id
+        } else {
+            conn.stable_id() as u64
+        };
         let server_clock_shift = self
             .server_clock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .observe(
-                conn.stable_id(),
-                server_origin + reply_written,
-                reply_received_s,
-            );
+            .observe(clock_key, server_origin + reply_written, reply_received_s);
+        let on_agent = |t: Instant| {
+            t.checked_duration_since(self.epoch)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let first_datagram = self.socket_log.first_data_after(send_start, reply_received);
+        let wire_send_start = first_datagram.map_or(send_start_s, |d| on_agent(d.at));
+        let timing_start = if acked_delay {
+            wire_send_start
+        } else {
+            send_start_s
+        };
         // When the reply would have been read had it crossed as fast as the fastest recent
         // one: the late parts of this reply's way back are not the uplink's.
         let reply_fastest_s = server_origin + reply_written + server_clock_shift;
@@ -738,32 +793,41 @@ impl AgentClient {
         } else {
             self.config.overhead.per_frame
         };
-        let (propagation_rtt, arrival, link_sample) = {
+        let (propagation_rtt, uplink_delay_probes, arrival, link_sample) = {
             // A poisoned log only loses the queueing correction, never the sample.
             let mut log = self
                 .uplink
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let timing = |rtt: f64| ServiceTiming {
-                send_start: send_start_s,
+                send_start: timing_start,
                 reply_received: reply_at,
                 one_way: rtt / 2.0,
                 last_byte,
                 reply_written,
-                previous_arrival: log.busy_until(send_start_s, rtt / 2.0, ack_bytes),
+                previous_arrival: match first_datagram.filter(|_| acked_delay) {
+                    Some(datagram) => self.busy_before(&log, timing_start, datagram.at, rtt / 2.0),
+                    None => log.busy_until(timing_start, rtt / 2.0, ack_bytes),
+                },
             };
             // The server's minimum RTT is measured with small uplink packets (ACKs); the
             // agent's own carries frames up the uplink and so their serialisation.
             let own = conn.stats().path.min_rtt.as_secs_f64();
             let server =
                 (reply.fixed.min_rtt_us > 0).then(|| f64::from(reply.fixed.min_rtt_us) * 1e-6);
-            let propagation_rtt = self
+            let min_rtt = self
                 .propagation
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .update(server, own, |rtt| {
                     timing(rtt).sample(in_interval).and_then(|s| s.rate_bps())
                 });
+            let (propagation_rtt, probes) = if acked_delay {
+                self.acked_round_trip(server_id, own)
+                    .unwrap_or((min_rtt, 0))
+            } else {
+                (min_rtt, 0)
+            };
             let timing = timing(propagation_rtt);
             let arrival = timing.arrival();
             let sample = match &self.config.link_truth {
@@ -779,13 +843,54 @@ impl AgentClient {
                 None => timing.sample(in_interval),
             };
             log.record_frame(
-                send_start_s,
+                timing_start,
                 arrival,
                 timing.sample(in_interval).and_then(|s| s.rate_bps()),
             );
             log.record_reply(reply_received_s);
-            (propagation_rtt, arrival, sample)
+            if acked_delay {
+                // This frame, if it found the link idle, and the ACK packet the reply reports
+                // (after this frame is in the log: it may have been on the link then).
+                if let (Some(datagram), Some(stamped)) = (first_datagram, server_arrived) {
+                    let previous = timing.previous_arrival.unwrap_or(f64::NEG_INFINITY);
+                    let rate = log.median_rate().unwrap_or(0.0);
+                    if previous < timing_start + timing.one_way - IDLE_MARGIN_S
+                        && !self.socket_log.queued_at(datagram.at, rate)
+                    {
+                        // One datagram: its own size; else the model's.
+                        let bytes = if overhead.packets(stream_bytes) == 1 {
+                            datagram.len as u64
+                        } else {
+                            in_interval
+                        };
+                        self.uplink_delay
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .idle_frame(
+                                server_id,
+                                IdlePacket {
+                                    sent: timing_start,
+                                    stamped,
+                                    bytes,
+                                    shift: server_clock_shift,
+                                },
+                            );
+                    }
+                }
+                self.record_ack_probe(&reply.fixed, &log, timing.one_way, server_clock_shift);
+            }
+            (propagation_rtt, probes, arrival, sample)
         };
+        {
+            let mut reads = self
+                .reply_reads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if reads.len() == REPLY_READS_KEPT {
+                reads.pop_front();
+            }
+            reads.push_back((frame_id, reply_received));
+        }
         Ok(FrameReply {
             frame_id,
             payload: reply.payload,
@@ -801,15 +906,123 @@ impl AgentClient {
             server_clock_shift,
             server_arrived,
             send_start: send_start_s,
+            wire_send_start,
             round_trip,
             train_sample: train,
             end_to_end_sample: end_to_end,
             reply_received: reply_received_s,
             propagation_rtt,
+            uplink_delay_probes,
             wire_bytes_received,
             arrival,
             link_sample,
         })
+    }
+
+    /// When the bottleneck was done with what the agent sent before the frame whose first
+    /// datagram left at `first` (agent's clock `send_start`), on the clock shifted by
+    /// `one_way`: the previous frame's arrival, then everything the socket sent after that
+    /// frame's service had ended and before `first` (ACK packets, keep-alives, a new
+    /// connection's handshake and path-MTU probes: after a reconnection these hold the link for
+    /// 100–200 ms at 300 kbit/s, and the first frames' samples read 70 % low without them),
+    /// served one after the other at the samples' median rate.
+    fn busy_before(
+        &self,
+        log: &UplinkLog,
+        send_start: f64,
+        first: Instant,
+        one_way: f64,
+    ) -> Option<f64> {
+        let frames = log.frames_done(send_start);
+        let Some(rate) = log.median_rate() else {
+            return frames;
+        };
+        let window = first
+            .checked_duration_since(self.epoch)
+            .map_or(0.0, |d| d.as_secs_f64())
+            - SocketLog::BACKLOG_WINDOW.as_secs_f64();
+        let from = frames.map_or(window, |f| (f - one_way).max(window));
+        let from = self.epoch + Duration::try_from_secs_f64(from.max(0.0)).unwrap_or_default();
+        let backlog = self
+            .socket_log
+            .backlog_end(from, first, rate)
+            .and_then(|t| t.checked_duration_since(self.epoch))
+            .map(|d| d.as_secs_f64() + one_way);
+        match (frames, backlog) {
+            (Some(f), Some(b)) => Some(f.max(b)),
+            (f, b) => f.or(b),
+        }
+    }
+
+    /// The round trip to time a frame's sample with, measured on ACK packets
+    /// ([`UplinkDelay`]), and the number of measurements. `None` before there are enough, or
+    /// if it is not a round trip (not positive, or above the agent's own minimum RTT `own`).
+    fn acked_round_trip(&self, server_id: u64, own: f64) -> Option<(f64, usize)> {
+        let delay = self
+            .uplink_delay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rtt = delay.round_trip(server_id)?;
+        (rtt > 0.0 && rtt <= own).then_some((rtt, delay.probes(server_id)))
+    }
+
+    /// Takes the server's report of the ACK-only packet that acknowledged an earlier reply
+    /// for [`UplinkDelay`], if the agent's socket sent that packet right after the reply came
+    /// in and it found the link idle: no frame in `log` (this one included) on it then,
+    /// judged with the propagation delay `one_way`, and nothing else the socket sent before
+    /// it; `shift` maps the server's clock.
+    fn record_ack_probe(
+        &self,
+        fixed: &wire::ReplyFixed,
+        log: &UplinkLog,
+        one_way: f64,
+        shift: f64,
+    ) {
+        if fixed.ack_arrived_us == 0 {
+            return;
+        }
+        // Each reply's ACK is taken once: later replies report it again until a newer one.
+        let read = {
+            let mut reads = self
+                .reply_reads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            reads
+                .iter()
+                .position(|(frame, _)| *frame == fixed.acked_frame_id)
+                .and_then(|i| reads.remove(i))
+                .map(|(_, read)| read)
+        };
+        let Some(packet) = read.and_then(|read| self.socket_log.ack_after_reply(read)) else {
+            return;
+        };
+        let Some(sent) = packet.at.checked_duration_since(self.epoch) else {
+            return;
+        };
+        let ack = IdlePacket {
+            sent: sent.as_secs_f64(),
+            stamped: fixed.ack_arrived_us as f64 * 1e-6,
+            bytes: packet.len as u64,
+            shift,
+        };
+        let rate = log.median_rate().unwrap_or(0.0);
+        let idle = !log.busy_at(ack.sent, one_way - IDLE_MARGIN_S)
+            && !self.socket_log.queued_at(packet.at, rate);
+        tracing::debug!(
+            frame = fixed.acked_frame_id,
+            sent = ack.sent,
+            stamped = ack.stamped,
+            bytes = ack.bytes,
+            idle,
+            shift,
+            "ACK packet"
+        );
+        if idle {
+            self.uplink_delay
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .idle_ack(fixed.server_id, ack);
+        }
     }
 
     fn lost(&self, error: quinn::ConnectionError) -> TransportError {
@@ -823,6 +1036,19 @@ impl AgentClient {
             other => self.classify(other),
         }
     }
+}
+
+/// `quinn::Endpoint::client` with the socket wrapped in a [`LoggingSocket`].
+fn logging_endpoint(bind: SocketAddr, log: Arc<SocketLog>) -> std::io::Result<quinn::Endpoint> {
+    let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+    let socket = std::net::UdpSocket::bind(bind)?;
+    let wrapped = runtime.wrap_udp_socket(socket)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        Arc::new(LoggingSocket::new(wrapped, log)),
+        runtime,
+    )
 }
 
 /// Writes the frame until done and acknowledged, or until the deadline, when whatever QUIC

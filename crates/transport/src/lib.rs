@@ -21,9 +21,11 @@ mod overhead;
 mod rate_sampler;
 mod receive_clock;
 mod registry;
+mod send_clock;
 mod server;
 mod server_stats;
 mod tls;
+mod uplink_delay;
 mod uplink_log;
 pub mod wire;
 
@@ -41,3 +43,4 @@ pub use registry::{DuplicateModel, ModelRegistry};
 pub use server::{EdgeServer, ServerError, ServerLimits};
 pub use server_stats::{StatsSnapshot, percentile};
 pub use tls::{Fingerprint, ServerIdentity, ServerTrust, TlsError};
+pub use uplink_delay::{IdlePacket, UplinkDelay};

@@ -179,11 +179,12 @@ impl ServiceTiming {
 /// sample a median 0.25 ms, at p99 5 ms late on the agent's side alone;
 /// docs/results/emulation.md, pass D). A window and not the minimum of the whole connection:
 /// two hosts' clocks drift apart by up to ~50 µs per second, and 32 frames at 30 fps hold about
-/// a second of it. A new connection starts over (the server may have restarted with a new
-/// clock).
+/// a second of it. Another server clock starts over: the agent names the clock by the reply's
+/// `server_id`, so a reconnection to the same server keeps the window and a restarted server
+/// (a new clock) does not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerClock {
-    connection: Option<usize>,
+    clock: Option<u64>,
     shifts: [f64; Self::FRAMES],
     len: usize,
     next: usize,
@@ -192,7 +193,7 @@ pub struct ServerClock {
 impl Default for ServerClock {
     fn default() -> Self {
         Self {
-            connection: None,
+            clock: None,
             shifts: [0.0; Self::FRAMES],
             len: 0,
             next: 0,
@@ -204,14 +205,14 @@ impl ServerClock {
     /// Replies whose fastest crossing maps the clocks.
     pub const FRAMES: usize = 32;
 
-    /// Records a reply of `connection` written at `written` on the server's clock and read at
-    /// `received` on the agent's (seconds), and returns the shift to add to a server time to
-    /// have it on the agent's clock as the fastest reply would have brought it: never more
-    /// than this reply's own `received − written`.
-    pub fn observe(&mut self, connection: usize, written: f64, received: f64) -> f64 {
-        if self.connection != Some(connection) {
+    /// Records a reply written at `written` on server clock `clock` and read at `received` on
+    /// the agent's (seconds), and returns the shift to add to a server time to have it on the
+    /// agent's clock as the fastest reply would have brought it: never more than this reply's
+    /// own `received − written`.
+    pub fn observe(&mut self, clock: u64, written: f64, received: f64) -> f64 {
+        if self.clock != Some(clock) {
             *self = Self {
-                connection: Some(connection),
+                clock: Some(clock),
                 ..Self::default()
             };
         }
@@ -349,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn server_clock_takes_the_fastest_recent_reply_and_restarts_per_connection() {
+    fn server_clock_takes_the_fastest_recent_reply_and_restarts_per_clock() {
         let mut c = ServerClock::default();
         // Server clock 100 s behind the agent's, 25 ms on the way back, plus stack delays.
         assert!((c.observe(1, 1.0, 101.0253) - 100.0253).abs() < 1e-9);
@@ -362,7 +363,7 @@ mod tests {
             c.observe(1, w, w + 100.0255);
         }
         assert!((c.observe(1, 9.0, 109.0255) - 100.0255).abs() < 1e-9);
-        // A new connection (a restarted server's clock starts again) forgets the old shifts.
+        // Another clock (a restarted server's starts again) forgets the old shifts.
         assert!((c.observe(2, 0.5, 110.0255) - 109.5255).abs() < 1e-9);
     }
 

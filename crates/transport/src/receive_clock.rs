@@ -11,6 +11,10 @@
 //! endpoint's time of reading where that is not available); the frame's task, once it has
 //! read a layer's last byte, takes its sender's latest stamp.
 //!
+//! Each sender's latest small datagram (an ACK-only packet, by its size) is stamped apart: the
+//! server reports when the agent's acknowledgement of a reply arrived, and the agent measures
+//! the uplink's round trip with it ([`crate::UplinkDelay`]).
+//!
 //! That stamp is never before the datagram that carried the last byte (it had been received
 //! for the byte to be readable) and never after the task read it: at worst a later datagram
 //! of the same agent (an ACK, the next frame) arrived in between and the stamp is as late as
@@ -29,11 +33,27 @@ use std::time::{Duration, Instant};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
-/// The latest datagram received from each sender.
+/// The latest datagram received from each sender, and the latest small one (an ACK-only
+/// packet, by its size).
 #[derive(Debug, Default)]
 pub(crate) struct ReceiveStamps {
-    latest: Mutex<HashMap<SocketAddr, Instant>>,
+    latest: Mutex<HashMap<SocketAddr, SenderStamps>>,
 }
+
+/// One sender's stamps.
+#[derive(Debug, Clone, Copy)]
+struct SenderStamps {
+    /// Its latest datagram.
+    any: Instant,
+    /// Its latest datagram of at most [`SMALL_DATAGRAM_BYTES`].
+    small: Option<Instant>,
+}
+
+/// UDP payloads up to this size are taken for the agent's control packets: an ACK-only QUIC
+/// packet is ~32 bytes (short header with an 8-byte connection id, the ACK frame, the 16-byte
+/// AEAD tag), the smallest frame packet over 100. The agent uses the same bound
+/// ([`crate::send_clock`]) to tell its ACK packets apart.
+pub(crate) const SMALL_DATAGRAM_BYTES: usize = 64;
 
 impl ReceiveStamps {
     /// Senders remembered at most: senders silent for [`ReceiveStamps::FORGET_AFTER`] are
@@ -43,19 +63,37 @@ impl ReceiveStamps {
     /// Silence after which a sender's stamp may be dropped.
     const FORGET_AFTER: Duration = Duration::from_secs(60);
 
-    fn record(&self, from: SocketAddr, at: Instant) {
+    /// Records a datagram of `len` bytes from `from` received at `at`.
+    fn record(&self, from: SocketAddr, at: Instant, len: usize) {
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         if latest.len() >= Self::MAX_SENDERS && !latest.contains_key(&from) {
-            latest.retain(|_, t| at.saturating_duration_since(*t) < Self::FORGET_AFTER);
+            latest.retain(|_, t| at.saturating_duration_since(t.any) < Self::FORGET_AFTER);
             if latest.len() >= Self::MAX_SENDERS {
                 return;
             }
         }
-        latest.insert(from, at);
+        let small = (len <= SMALL_DATAGRAM_BYTES).then_some(at);
+        latest
+            .entry(from)
+            .and_modify(|s| {
+                s.any = at;
+                s.small = small.or(s.small);
+            })
+            .or_insert(SenderStamps { any: at, small });
     }
 
     /// When the latest datagram from `from` was received, if one was.
     pub(crate) fn latest(&self, from: SocketAddr) -> Option<Instant> {
+        self.get(from).map(|s| s.any)
+    }
+
+    /// When the latest datagram of at most [`SMALL_DATAGRAM_BYTES`] from `from` was received,
+    /// if one was.
+    pub(crate) fn latest_small(&self, from: SocketAddr) -> Option<Instant> {
+        self.get(from).and_then(|s| s.small)
+    }
+
+    fn get(&self, from: SocketAddr) -> Option<SenderStamps> {
         self.latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -171,7 +209,8 @@ impl AsyncUdpSocket for StampingSocket {
         if let Poll::Ready(Ok(n)) = &polled {
             let at = self.kernel.last_received(Instant::now());
             for m in meta.iter().take(*n) {
-                self.stamps.record(m.addr, at);
+                // A coalesced batch (GRO) is several datagrams of `stride` bytes.
+                self.stamps.record(m.addr, at, m.stride.min(m.len));
             }
         }
         polled
@@ -203,23 +242,27 @@ mod tests {
         let stamps = ReceiveStamps::default();
         let a: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
         let t0 = Instant::now();
-        stamps.record(a, t0);
-        stamps.record(a, t0 + Duration::from_millis(5));
+        stamps.record(a, t0, 32);
+        stamps.record(a, t0 + Duration::from_millis(5), 300);
         assert_eq!(stamps.latest(a), Some(t0 + Duration::from_millis(5)));
+        // The small one (an ACK packet) is kept apart from the frame's datagram after it.
+        assert_eq!(stamps.latest_small(a), Some(t0));
         assert_eq!(stamps.latest("127.0.0.1:1001".parse().expect("addr")), None);
         // A full table of recent senders takes no new one; once they are silent long
         // enough, it does.
         for port in 0..ReceiveStamps::MAX_SENDERS as u16 {
-            stamps.record(SocketAddr::from(([10, 0, 0, 1], port)), t0);
+            stamps.record(SocketAddr::from(([10, 0, 0, 1], port)), t0, 300);
         }
         let late: SocketAddr = "10.0.0.2:1".parse().expect("addr");
-        stamps.record(late, t0 + Duration::from_secs(1));
+        stamps.record(late, t0 + Duration::from_secs(1), 300);
         assert_eq!(stamps.latest(late), None);
         stamps.record(
             late,
             t0 + ReceiveStamps::FORGET_AFTER + Duration::from_secs(1),
+            300,
         );
         assert!(stamps.latest(late).is_some());
+        assert_eq!(stamps.latest_small(late), None);
         assert!(stamps.latest.lock().expect("lock").len() <= ReceiveStamps::MAX_SENDERS);
     }
 }

@@ -109,7 +109,15 @@ struct Shared<H> {
     clock: Instant,
     /// When the socket received each agent's latest datagram.
     stamps: Arc<ReceiveStamps>,
+    /// The identity of `clock` the replies carry (`server_id`): its start on the wall clock.
+    server_id: u64,
 }
+
+/// The latest reply of one connection that the agent acknowledged with an ACK-only packet,
+/// and when the server's socket received that packet: the next reply tells the agent, which
+/// knows when it sent the packet, and so measures the uplink's one-way delay on the same
+/// layers as its link samples (docs/protocol.md, "link sample").
+type AckedReply = Arc<std::sync::Mutex<Option<(u64, Instant)>>>;
 
 /// A running edge server. Dropping it without [`EdgeServer::shutdown`] aborts it.
 pub struct EdgeServer {
@@ -173,6 +181,9 @@ impl EdgeServer {
             shutdown: shutdown_rx.clone(),
             clock,
             stamps,
+            server_id: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| micros_u64(d).max(1)),
         });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared));
         let stats_task = tokio::spawn(report_loop(stats.clone(), stats_interval, shutdown_rx));
@@ -312,6 +323,7 @@ async fn serve_connection<H: FrameHandler>(conn: quinn::Connection, shared: Arc<
         }
     }
     let mut shutdown = shared.shutdown.clone();
+    let acked: AckedReply = Arc::default();
     loop {
         let accepted = tokio::select! {
             a = conn.accept_bi() => a,
@@ -321,7 +333,8 @@ async fn serve_connection<H: FrameHandler>(conn: quinn::Connection, shared: Arc<
             Ok((send, recv)) => {
                 let shared = shared.clone();
                 let conn = conn.clone();
-                tokio::spawn(async move { serve_frame(&conn, send, recv, shared).await });
+                let acked = acked.clone();
+                tokio::spawn(async move { serve_frame(&conn, send, recv, shared, acked).await });
             }
             Err(e) => {
                 tracing::debug!(%peer, reason = %e, "agent connection ended");
@@ -416,6 +429,7 @@ async fn serve_frame<H: FrameHandler>(
     mut send: SendStream,
     mut recv: RecvStream,
     shared: Arc<Shared<H>>,
+    acked: AckedReply,
 ) {
     let peer = conn.remote_address();
     let origin = Instant::now();
@@ -477,6 +491,15 @@ async fn serve_frame<H: FrameHandler>(
         run_handler(peer, received, &shared).await
     };
     let ok = status == ReplyStatus::Ok;
+    let (acked_frame_id, ack_arrived_us) = acked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .map_or((0, 0), |(frame, at)| {
+            (
+                frame,
+                micros_u64(at.saturating_duration_since(shared.clock)).max(1),
+            )
+        });
     let reply = Reply {
         fixed: ReplyFixed {
             status,
@@ -488,16 +511,33 @@ async fn serve_frame<H: FrameHandler>(
             min_rtt_us: micros_u32(conn.stats().path.min_rtt),
             origin_us: micros_u64(origin.saturating_duration_since(shared.clock)),
             arrived_us,
+            server_id: shared.server_id,
+            acked_frame_id,
+            ack_arrived_us,
         },
         receipts,
         payload,
     };
     shared.stats.record_frame(ok, bytes, origin.elapsed());
+    let written = Instant::now();
     write_reply(&mut send, reply, &shared.limits.wire).await;
     // The agent may have the reply before its acknowledgement reaches us; its next frame must
     // find room, so admission ends with the write.
     drop(frame_permit);
-    await_reply_ack(&send).await;
+    if await_reply_ack(&send).await && ok {
+        // Right after the acknowledgement: the sender's latest small datagram is the ACK-only
+        // packet that carried it, unless the acknowledgement rode on a data packet (then the
+        // latest small one is older than the reply and says nothing) or another small one
+        // came in since (the agent matches only the packet it sent right after the reply).
+        if let Some(at) = shared.stamps.latest_small(peer).filter(|&t| t > written) {
+            let mut latest = acked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if latest.is_none_or(|(_, t)| t < at) {
+                *latest = Some((frame_id, at));
+            }
+        }
+    }
 }
 
 async fn run_handler<H: FrameHandler>(
@@ -747,6 +787,9 @@ fn error_reply(status: ReplyStatus, frame_id: u64, message: &str) -> Reply {
             min_rtt_us: 0,
             origin_us: 0,
             arrived_us: 0,
+            server_id: 0,
+            acked_frame_id: 0,
+            ack_arrived_us: 0,
         },
         receipts: Vec::new(),
         payload: message.as_bytes().to_vec(),
@@ -779,9 +822,12 @@ async fn write_reply(send: &mut SendStream, reply: Reply, limits: &Limits) {
 
 /// Waits (bounded) until the agent has acknowledged the reply: if this stream held the last
 /// handle on a connection that is shutting down, dropping it earlier would close the
-/// connection with the reply still unsent.
-async fn await_reply_ack(send: &SendStream) {
-    let _ = tokio::time::timeout(REPLY_ACK_WAIT, send.stopped()).await;
+/// connection with the reply still unsent. Returns whether every byte of it was acknowledged.
+async fn await_reply_ack(send: &SendStream) -> bool {
+    matches!(
+        tokio::time::timeout(REPLY_ACK_WAIT, send.stopped()).await,
+        Ok(Ok(None))
+    )
 }
 
 /// Longest wait for an agent to acknowledge a reply.

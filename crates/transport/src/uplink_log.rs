@@ -64,6 +64,23 @@ impl UplinkLog {
         busy.is_finite().then_some(busy)
     }
 
+    /// The latest arrival (on the shifted clock) of the frames sent before `send_start`.
+    pub(crate) fn frames_done(&self, send_start: f64) -> Option<f64> {
+        self.frames
+            .iter()
+            .filter(|(sent, _)| *sent < send_start)
+            .map(|(_, arrived)| *arrived)
+            .max_by(f64::total_cmp)
+    }
+
+    /// Whether the bottleneck was still serving a frame sent before `at` when a packet sent at
+    /// `at` reached it (arrivals are on the clock shifted by `one_way`).
+    pub(crate) fn busy_at(&self, at: f64, one_way: f64) -> bool {
+        self.frames
+            .iter()
+            .any(|&(sent, arrived)| sent < at && arrived > at + one_way)
+    }
+
     /// Records a frame's send start and arrival, and the rate of its link sample.
     pub(crate) fn record_frame(&mut self, send_start: f64, arrival: f64, rate: Option<f64>) {
         push(&mut self.frames, (send_start, arrival), Self::KEEP);
@@ -77,7 +94,8 @@ impl UplinkLog {
         push(&mut self.replies, at, Self::KEEP);
     }
 
-    fn median_rate(&self) -> Option<f64> {
+    /// The median rate of the latest link samples, bit/s.
+    pub(crate) fn median_rate(&self) -> Option<f64> {
         let mut r: Vec<f64> = self.rates.iter().copied().collect();
         r.sort_by(f64::total_cmp);
         r.get(r.len() / 2).copied()
@@ -121,5 +139,10 @@ mod tests {
         let busy = q.busy_until(1.0, 0.025, 32).expect("busy");
         assert!((busy - 1.002).abs() < 1e-9, "{busy}");
         assert_eq!(q.busy_until(1.0, 0.025, 0), Some(1.0));
+        // A packet sent at 0.96 met that frame on the link (shifted: 0.985 < 1.0); one sent
+        // at 0.98 did not (1.005), nor one sent before the frame.
+        assert!(q.busy_at(0.96, 0.025));
+        assert!(!q.busy_at(0.98, 0.025));
+        assert!(!q.busy_at(0.89, 0.025));
     }
 }

@@ -12,7 +12,7 @@ pub const ALPN: &[u8] = b"offload/1";
 /// First four bytes of the authentication message.
 pub const AUTH_MAGIC: [u8; 4] = *b"OFLD";
 /// Protocol version carried in the authentication message.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest accepted access token, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 1024;
 /// Size of the fixed part of the authentication message: magic, version, token length.
@@ -24,8 +24,9 @@ pub const FRAME_FIXED_LEN: usize = 22;
 /// Size of the length prefix in front of every layer record.
 pub const LAYER_PREFIX_LEN: usize = 4;
 /// Size of the fixed part of a reply (status, frame id, layer count, header, handler and reply
-/// times, the server's minimum RTT, the frame's origin and its arrival on the server's clock).
-pub const REPLY_FIXED_LEN: usize = 43;
+/// times, the server's minimum RTT, the frame's origin and its arrival on the server's clock,
+/// the server's clock's identity, and the arrival of the ACK of an earlier reply).
+pub const REPLY_FIXED_LEN: usize = 67;
 /// Size of one per-layer receipt in a reply.
 pub const RECEIPT_LEN: usize = 20;
 /// Size of the payload length field that follows the receipts.
@@ -360,6 +361,16 @@ pub struct ReplyFixed {
     /// `origin_us + last_us` of the last receipt by the wake-ups between the socket and the
     /// frame's task.
     pub arrived_us: u64,
+    /// Which clock `origin_us`, `arrived_us` and `ack_arrived_us` are on: the server's start on
+    /// its wall clock, microseconds since the UNIX epoch. A reconnection to the same server
+    /// keeps its clock; a restarted server has another.
+    pub server_id: u64,
+    /// The frame whose reply the agent acknowledged last (on this connection, as far as the
+    /// server knew when writing this reply) with an ACK-only packet, 0 if none.
+    pub acked_frame_id: u64,
+    /// When the server's socket received that ACK-only packet, on the server's clock
+    /// (microseconds since the server started; 0: none).
+    pub ack_arrived_us: u64,
 }
 
 impl ReplyFixed {
@@ -375,6 +386,9 @@ impl ReplyFixed {
             min_rtt_us: u32::from_be_bytes(array(&bytes[23..27])),
             origin_us: u64::from_be_bytes(array(&bytes[27..35])),
             arrived_us: u64::from_be_bytes(array(&bytes[35..43])),
+            server_id: u64::from_be_bytes(array(&bytes[43..51])),
+            acked_frame_id: u64::from_be_bytes(array(&bytes[51..59])),
+            ack_arrived_us: u64::from_be_bytes(array(&bytes[59..67])),
         };
         check_max(
             "reply.layers_received",
@@ -427,6 +441,9 @@ impl Reply {
         out.extend_from_slice(&self.fixed.min_rtt_us.to_be_bytes());
         out.extend_from_slice(&self.fixed.origin_us.to_be_bytes());
         out.extend_from_slice(&self.fixed.arrived_us.to_be_bytes());
+        out.extend_from_slice(&self.fixed.server_id.to_be_bytes());
+        out.extend_from_slice(&self.fixed.acked_frame_id.to_be_bytes());
+        out.extend_from_slice(&self.fixed.ack_arrived_us.to_be_bytes());
         for r in &self.receipts {
             out.extend_from_slice(&r.bytes.to_be_bytes());
             out.extend_from_slice(&r.first_us.to_be_bytes());
@@ -583,6 +600,9 @@ mod tests {
                 min_rtt_us: 40_000,
                 origin_us: 12_345_678_901,
                 arrived_us: 12_345_678_000,
+                server_id: 1_795_000_000_000_000,
+                acked_frame_id: 8,
+                ack_arrived_us: 12_345_600_000,
             },
             receipts: vec![
                 WireReceipt {

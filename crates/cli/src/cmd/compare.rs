@@ -82,6 +82,12 @@ pub struct Args {
     /// instead of the server's socket stamp on one clock (docs/protocol.md, "link sample").
     #[arg(long, conflicts_with = "true_link_samples")]
     reply_timed_link_samples: bool,
+    /// Analysis (A/B): time the emulated agent's link samples as pass F did, with half the
+    /// server's minimum RTT less the ACK packet's serialisation as the propagation delay and
+    /// from the frame's task's send start, instead of the one-way delay measured on the
+    /// agent's ACK packets from the socket's send (docs/protocol.md, "link sample").
+    #[arg(long, conflicts_with_all = ["true_link_samples", "reply_timed_link_samples"])]
+    min_rtt_one_way: bool,
     /// Run settings (`--duration` defaults to 60 s here).
     #[command(flatten)]
     settings: SimSettings,
@@ -244,6 +250,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     sim.controller.radio.promotion_s = 0.0;
     let most = (seconds * sim.fps).floor().max(1.0) as usize;
     let (model, profile, inputs) = load_inputs(&args.model, &args.profile, &args.data, most)?;
+    let model_id = model.model_id().to_string();
+    println!("model {model_id} ({})", args.model.display());
     let device = SplitDevice::new(model.clone());
     let images: Vec<Vec<u8>> = inputs.iter().map(|(image, _)| image.clone()).collect();
     let wire_rows = wire_sizes(&device, &images, overhead)
@@ -362,7 +370,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         results.push(result);
     }
     write_json(&args.out.join("summary.json"), &results)?;
-    let md = markdown(&results, &args, &sim);
+    let md = format!(
+        "Model `{model_id}` (`{}`).\n\n{}",
+        args.model.display(),
+        markdown(&results, &args, &sim)
+    );
     std::fs::write(args.out.join("summary.md"), &md)
         .with_context(|| format!("writing {}/summary.md", args.out.display()))?;
     println!("wrote {}/summary.md", args.out.display());
@@ -458,6 +470,7 @@ fn emulate(
         agent_config(config, profile),
         ClientConfig {
             reply_timed_link_samples: args.reply_timed_link_samples,
+            min_rtt_one_way: args.min_rtt_one_way,
             ..ClientConfig::default()
         },
         Box::new(SimulatedBattery::new(config.battery)),
@@ -656,12 +669,12 @@ fn write_services(
     let mut w = std::io::BufWriter::new(file);
     writeln!(
         w,
-        "frame,send_start,sample_start,sample_end,sample_bytes,offered,start,end,bytes,packets,behind_control,rate_error,rtt,held,reply_received,server_last,server_reply,server_clock_shift,server_epoch,server_arrived"
+        "frame,send_start,sample_start,sample_end,sample_bytes,offered,start,end,bytes,packets,behind_control,rate_error,rtt,held,reply_received,server_last,server_reply,server_clock_shift,server_epoch,server_arrived,wire_send_start,uplink_delay_probes"
     )?;
     for s in services {
         writeln!(
             w,
-            "{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{},{:.4},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+            "{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{},{:.4},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
             s.frame,
             s.send_start,
             s.sample.0,
@@ -682,6 +695,8 @@ fn write_services(
             s.server_clock_shift,
             server_epoch_s,
             s.server_arrived,
+            s.wire_send_start,
+            s.uplink_delay_probes,
         )?;
     }
     w.flush()
@@ -817,6 +832,8 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
             ", emulated link samples from the emulator's record (--true-link-samples)"
         } else if args.reply_timed_link_samples {
             ", emulated link samples timed with each frame's reply (--reply-timed-link-samples)"
+        } else if args.min_rtt_one_way {
+            ", emulated link samples timed with the minimum RTT's propagation delay (--min-rtt-one-way)"
         } else {
             ""
         }
