@@ -61,6 +61,11 @@ struct Args {
     /// The encoder's stage-2 learning rate as a fraction of the stage's (0 freezes it).
     #[arg(long)]
     encoder_lr_scale: Option<f64>,
+    /// Channels of the codec layers, comma-separated (e.g. `4,1,1,2,2,4`; the recipe's
+    /// `ModelConfig::fmnist()` otherwise). The encoder and F are unchanged, so the saved stage 1
+    /// still applies.
+    #[arg(long, value_delimiter = ',')]
+    layer_channels: Option<Vec<usize>>,
     /// λ_k for k = 1..N, comma-separated (overrides the recipe's geometric series).
     #[arg(long, value_delimiter = ',')]
     lambdas: Option<Vec<f64>>,
@@ -160,7 +165,13 @@ fn main() -> anyhow::Result<()> {
     };
     let train_set = all.take(fit);
 
-    let config = ModelConfig::fmnist();
+    // The stage-1 file holds every variable of `ModelConfig::fmnist()`, codec layers included
+    // (untrained); only its encoder and local decoder are read into the stage-2 network.
+    let stage1_config = ModelConfig::fmnist();
+    let mut config = stage1_config.clone();
+    if let Some(c) = args.layer_channels {
+        config.layer_channels = c;
+    }
     let mut recipe = TrainConfig::fmnist();
     recipe.seed = args.seed;
     recipe.stage_images[0] = 0;
@@ -199,6 +210,7 @@ fn main() -> anyhow::Result<()> {
         fine_tune_config.validation_images == HELD_OUT,
         "the fine-tuning must validate on the same held-out images"
     );
+    println!("architecture {config:?}");
     println!("recipe {recipe:?}");
     println!("fine-tuning {fine_tune_config:?}");
     if let Some(trained_dir) = &args.trained {
@@ -211,7 +223,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let stage1 = stage1_local(&args.stage1, &config, &held_out)?;
+    let stage1 = stage1_local(&args.stage1, &stage1_config, &held_out)?;
     println!("after stage 1: local {:.2} %", 100.0 * stage1);
 
     let start = Instant::now();
