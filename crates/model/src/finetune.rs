@@ -45,10 +45,19 @@ pub struct FineTuneConfig {
     pub steps: usize,
     /// Peak learning rate (cosine decay to 5 % of it).
     pub learning_rate: f64,
-    /// The low-rate decoder is trained on layer counts `1..=low_max_layers`.
+    /// The low-rate decoder is trained on layer counts `low_min_layers..=low_max_layers`
+    /// (1 unless a single-rate model's only layer count is fine-tuned).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub low_min_layers: usize,
+    /// The low-rate decoder is trained on layer counts `low_min_layers..=low_max_layers`.
     pub low_max_layers: usize,
-    /// The high-rate decoder is trained on layer counts `high_min_layers..=N`.
+    /// The high-rate decoder is trained on layer counts `high_min_layers..=N` (N + 1: not
+    /// trained, for models that use one decoder).
     pub high_min_layers: usize,
+    /// Serve k ≤ this with the low-rate decoder instead of choosing the switch point on the
+    /// validation images: the baselines' single decoder (one-decoder and single-rate models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_low_rate_layers: Option<usize>,
     /// Also train every layer's server-side expansion (conv and BN affine), so that a layer
     /// that hurts a decoder can be weighted down; the coded symbols stay the same.
     #[serde(default)]
@@ -62,7 +71,29 @@ pub struct FineTuneConfig {
     pub inference_batch_norm: bool,
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
 impl FineTuneConfig {
+    /// [`FineTuneConfig::fmnist`] for a baseline that serves every layer count with its
+    /// low-rate decoder (`--one-decoder`, `--single-rate`; `n_layers` = N): that decoder alone
+    /// is fine-tuned, on every k (`every_k`) or on k = N only (a single-rate model), and the
+    /// switch point stays N.
+    pub fn one_decoder(n_layers: usize, every_k: bool) -> Self {
+        Self {
+            low_min_layers: if every_k { 1 } else { n_layers },
+            low_max_layers: n_layers,
+            high_min_layers: n_layers + 1,
+            fixed_low_rate_layers: Some(n_layers),
+            ..Self::fmnist()
+        }
+    }
+
     /// The recipe used for the committed Fashion-MNIST model.
     pub fn fmnist() -> Self {
         // Until 2026-11-26 (model 26af67c3…): every image before the validation split, 800
@@ -78,8 +109,10 @@ impl FineTuneConfig {
             // 80 000-image stage 2, with `inference_batch_norm`) k = 1..6 gained 0.2–0.5 points.
             steps: 600,
             learning_rate: 1e-3,
+            low_min_layers: 1,
             low_max_layers: 3,
             high_min_layers: 2,
+            fixed_low_rate_layers: None,
             // Measured with `true` on the same base: test k = 1..6 moved by −0.28/+0.19/+0.07/
             // +0.12/+0.15/+0.13 points and the k = 6 dip stayed (models/README.md), too little
             // to replace the committed model.
@@ -214,11 +247,20 @@ pub fn fine_tune_decoders(
             train.len()
         )));
     }
-    if !(1..=n_layers).contains(&config.low_max_layers)
-        || !(1..=n_layers).contains(&config.high_min_layers)
+    if !(1..=config.low_max_layers).contains(&config.low_min_layers)
+        || config.low_max_layers > n_layers
+        || !(1..=n_layers + 1).contains(&config.high_min_layers)
+        || config
+            .fixed_low_rate_layers
+            .is_some_and(|s| !(1..=n_layers).contains(&s))
     {
         return Err(bad(format!(
-            "decoder layer ranges must lie in 1..={n_layers}"
+            "decoder layer ranges {}..={} (low), {}..={n_layers} (high) and fixed switch point \
+             {:?} must lie in 1..={n_layers}",
+            config.low_min_layers,
+            config.low_max_layers,
+            config.high_min_layers,
+            config.fixed_low_rate_layers
         )));
     }
     let device = Device::Cpu;
@@ -281,7 +323,8 @@ pub fn fine_tune_decoders(
     let mut order: Vec<u32> = (0..fit_len as u32).collect();
     let mut pos = fit_len;
     let batch = config.batch_size.clamp(1, fit_len);
-    let terms = config.low_max_layers + (n_layers + 1 - config.high_min_layers);
+    let terms = (config.low_max_layers + 1 - config.low_min_layers)
+        + (n_layers + 1 - config.high_min_layers);
     let mut window = 0.0;
     for step in 0..config.steps {
         let progress = step as f64 / config.steps as f64;
@@ -303,7 +346,10 @@ pub fn fine_tune_decoders(
         let mut loss: Option<Tensor> = None;
         for (k, s) in sums.iter().enumerate() {
             for (kind, used) in [
-                (DecoderKind::LowRate, k < config.low_max_layers),
+                (
+                    DecoderKind::LowRate,
+                    (config.low_min_layers..=config.low_max_layers).contains(&(k + 1)),
+                ),
                 (DecoderKind::HighRate, k + 1 >= config.high_min_layers),
             ] {
                 if !used {
@@ -341,7 +387,9 @@ pub fn fine_tune_decoders(
     }
 
     let (validation_low, validation_high) = validate(&net, &held_out, &train.labels[split..])?;
-    let low_rate_layers = best_switch_point(&validation_low, &validation_high);
+    let low_rate_layers = config
+        .fixed_low_rate_layers
+        .unwrap_or_else(|| best_switch_point(&validation_low, &validation_high));
     log(&format!(
         "validation low {validation_low:?} high {validation_high:?} -> low-rate decoder for k <= {low_rate_layers}"
     ));

@@ -6,7 +6,7 @@ use std::path::Path;
 use offload_model::data::DEFAULT_FASHION_MNIST_DIR;
 use offload_model::eval::evaluate;
 use offload_model::finetune::{FineTuneConfig, fine_tune_decoders};
-use offload_model::save::{SaveInfo, save_model};
+use offload_model::save::{SaveInfo, Stage1, save_model, train_and_save_from};
 use offload_model::train::{TrainConfig, train, train_after_stage1};
 use offload_model::{Dataset, ModelConfig, ModelError, Split, SplitModel};
 
@@ -74,8 +74,10 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
         batch_size: 32,
         steps: 6,
         learning_rate: 1e-3,
+        low_min_layers: 1,
         low_max_layers: 2,
         high_min_layers: 2,
+        fixed_low_rate_layers: None,
         train_expansions: true,
         inference_batch_norm: true,
     };
@@ -158,6 +160,47 @@ fn tiny_model_trains_saves_loads_and_round_trips() {
     .unwrap();
     assert!(err.to_string().contains("fit_images"), "{err}");
 
+    // A baseline's single decoder: only the low-rate decoder moves, on k = N only for a
+    // single-rate model, and the switch point stays where the baseline put it.
+    let n = config.num_layers();
+    let single = FineTuneConfig {
+        validation_images: 256,
+        fit_images: Some(512),
+        batch_size: 32,
+        steps: 6,
+        ..FineTuneConfig::one_decoder(n, false)
+    };
+    let single_dir = tempfile::tempdir().unwrap();
+    let one = fine_tune_decoders(
+        out.path(),
+        single_dir.path(),
+        &train_set,
+        &test_set,
+        &single,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(one.manifest().architecture.low_rate_layers, n);
+    let after = tensors(single_dir.path());
+    assert_eq!(values(&base[head]), values(&after[head]));
+    let low_head = "decoders.low.head.weight";
+    assert_ne!(values(&base[low_head]), values(&after[low_head]));
+    let out_of_range = FineTuneConfig {
+        high_min_layers: n + 2,
+        ..single
+    };
+    let err = fine_tune_decoders(
+        out.path(),
+        single_dir.path(),
+        &train_set,
+        &test_set,
+        &out_of_range,
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("decoder layer ranges"), "{err}");
+
     // A frame from another model is refused; a corrupt weights file is named in the error.
     let reloaded = SplitModel::load(out.path()).unwrap();
     assert_eq!(reloaded.model_id(), model.model_id());
@@ -221,4 +264,71 @@ fn stage_two_resumes_from_saved_stage_one_and_can_freeze_the_encoder() {
     recipe.stage2_encoder_lr_scale = 0.5;
     let moved = train_after_stage1(&config, &recipe, &train_set, &weights, |_| {}).unwrap();
     assert_ne!(encoder(&moved.vars), encoder(&stage1.vars));
+}
+
+#[test]
+fn saved_stage_one_is_what_a_later_run_starts_from() {
+    let dir = Path::new(DEFAULT_FASHION_MNIST_DIR);
+    let config = ModelConfig::tiny();
+    let mut recipe = TrainConfig::tiny();
+    recipe.stage_images = [256, 128, 0];
+    let out = tempfile::tempdir().unwrap();
+    let stage1 = out.path().join("stage1").join("weights.safetensors");
+    let (saved_run, _) = train_and_save_from(
+        dir,
+        &out.path().join("a"),
+        "tiny",
+        &config,
+        &recipe,
+        &Stage1::TrainAndSave(stage1.clone()),
+        |_| {},
+    )
+    .unwrap();
+    let (loaded_run, _) = train_and_save_from(
+        dir,
+        &out.path().join("b"),
+        "tiny",
+        &config,
+        &recipe,
+        &Stage1::Load(stage1.clone()),
+        |_| {},
+    )
+    .unwrap();
+    let tensors =
+        |path: &Path| candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let saved = tensors(&stage1);
+    let (a, b) = (
+        tensors(&out.path().join("a").join("weights.safetensors")),
+        tensors(&out.path().join("b").join("weights.safetensors")),
+    );
+    // The run that saved stage 1 went on from the file exactly as the run that loaded it (the
+    // model ids differ: the manifest records each run's training time).
+    assert_eq!(
+        saved_run.manifest().weights_sha256,
+        loaded_run.manifest().weights_sha256
+    );
+    let mut compared = 0;
+    for (name, t) in &a {
+        assert_eq!(values(t), values(&b[name]), "{name}");
+        compared += 1;
+    }
+    assert!(compared > 0);
+    // Stage 2 trained on from the saved encoder (it is not frozen in the tiny recipe).
+    let name = saved
+        .keys()
+        .find(|k| k.starts_with("encoder.") && k.ends_with("weight"))
+        .unwrap();
+    assert_ne!(values(&saved[name]), values(&a[name]));
+
+    let missing = train_and_save_from(
+        dir,
+        &out.path().join("c"),
+        "tiny",
+        &config,
+        &recipe,
+        &Stage1::Load(out.path().join("none.safetensors")),
+        |_| {},
+    );
+    assert!(missing.is_err());
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use offload_model::ModelConfig;
 use offload_model::data::DEFAULT_FASHION_MNIST_DIR;
-use offload_model::save::train_and_save;
+use offload_model::save::{Stage1, train_and_save_from};
 use offload_model::train::TrainConfig;
 
 /// Arguments of `offload train`.
@@ -63,6 +63,14 @@ pub struct Args {
     /// Channels of the task decoders' two stages (e.g. `32,64`).
     #[arg(long, value_delimiter = ',')]
     pub decoder_channels: Option<Vec<usize>>,
+    /// Save the variables after stage 1 (encoder + local decoder) to this safetensors file, then
+    /// run the later stages from it, as `--from-stage1` would.
+    #[arg(long, conflicts_with = "from_stage1")]
+    pub save_stage1: Option<PathBuf>,
+    /// Skip stage 1: take the encoder and local decoder from a file written by `--save-stage1`
+    /// and run only the later stages (so models compared against each other share them).
+    #[arg(long)]
+    pub from_stage1: Option<PathBuf>,
 }
 
 /// Runs `offload train`.
@@ -157,17 +165,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config.low_rate_layers = config.num_layers();
     }
     recipe.lambdas.truncate(config.num_layers());
-    tracing::info!(?config, ?recipe, "training");
-    let (model, eval) = train_and_save(&args.data, &args.out, name, &config, &recipe, |s| {
-        tracing::info!(
-            stage = s.stage,
-            step = s.step,
-            steps = s.steps,
-            loss = format!("{:.4}", s.loss),
-            bits_all_layers = format!("{:.1}", s.bits_all_layers),
-            elapsed_s = format!("{:.0}", s.elapsed_s),
-        );
-    })
+    let stage1 = match (args.save_stage1, args.from_stage1) {
+        (Some(path), _) => Stage1::TrainAndSave(path),
+        (None, Some(path)) => Stage1::Load(path),
+        (None, None) => Stage1::Train,
+    };
+    tracing::info!(?config, ?recipe, ?stage1, "training");
+    let (model, eval) = train_and_save_from(
+        &args.data,
+        &args.out,
+        name,
+        &config,
+        &recipe,
+        &stage1,
+        |s| {
+            tracing::info!(
+                stage = s.stage,
+                step = s.step,
+                steps = s.steps,
+                loss = format!("{:.4}", s.loss),
+                bits_all_layers = format!("{:.1}", s.bits_all_layers),
+                elapsed_s = format!("{:.0}", s.elapsed_s),
+            );
+        },
+    )
     .with_context(|| format!("training into {}", args.out.display()))?;
     println!(
         "model {} written to {}",
