@@ -115,8 +115,17 @@ pub enum LoopbackError {
 /// ACK packets rather than on the handshake's larger ones.
 const WARM_UP_FRAMES: u64 = 8;
 
-/// Sends the first input's base layer a few times, 100 ms apart, while there is time before
-/// `zero` (the replies are dropped; the controller never sees them). Until the server has
+/// Wait between a warm-up frame's reply and the next frame. The reply's ACK-only packet leaves
+/// as the reply comes in, so the next frame follows it by this much (plus the encoder's time):
+/// well inside [`offload_transport::UplinkDelay::PAIR_WINDOW_S`] (100 ms), which the 100 ms
+/// waited until pass H just missed, so no warm-up ACK packet was ever paired and every run
+/// started on the fallback round trip (`PropagationRtt`; its first samples read up to 40 % low
+/// on mahimahi, docs/results/emulation.md, pass G item 2).
+const WARM_UP_GAP: Duration = Duration::from_millis(50);
+
+/// Sends the first input's base layer a few times, each [`WARM_UP_GAP`] after the previous
+/// one's reply, while there is time before `zero` (the replies are dropped; the controller
+/// never sees them). Until the server has
 /// seen an RTT sample acknowledged by an ACK-only packet that did not wait behind quinn's
 /// path-MTU probes (up to 1452 bytes: 84 ms each at 140 kbit/s, sent right after the
 /// handshake), its minimum RTT holds the serialisation of larger packets (7 ms at
@@ -124,6 +133,12 @@ const WARM_UP_FRAMES: u64 = 8;
 /// link's rate (measured: +300 % on the first frame), and the controller's forecast errors
 /// carry that for the next ~60 frames. A lead of about 2 s leaves room for the handshake,
 /// the probes and the warm-up on a 140 kbit/s link.
+///
+/// The warm-up also gives the agent its first round trips measured on its own idle packets
+/// ([`offload_transport::UplinkDelay`]): each reply's ACK-only packet is paired with the
+/// warm-up frames sent just before and after it, within
+/// [`offload_transport::UplinkDelay::PAIR_WINDOW_S`]; so the run's first frames are timed
+/// with pairs and not with the fallback.
 async fn warm_up<M: DeviceModel>(
     client: &AgentClient,
     model: &M,
@@ -155,7 +170,7 @@ async fn warm_up<M: DeviceModel>(
         {
             tracing::debug!("loopback warm-up frame: {e}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(WARM_UP_GAP).await;
     }
 }
 

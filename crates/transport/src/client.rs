@@ -11,6 +11,7 @@ use quinn::{SendStream, VarInt};
 use tokio::sync::{Mutex, Notify};
 
 use crate::auth::AuthToken;
+use crate::backlog::Backlog;
 use crate::error::TransportError;
 use crate::observe::{
     DeliverySample, LayerReceipt, PathStats, PropagationRtt, ServerClock, ServiceTiming,
@@ -18,7 +19,7 @@ use crate::observe::{
 };
 use crate::overhead::WireOverhead;
 use crate::rate_sampler::{CongestionAlgorithm, RateSampleLog, SamplingFactory};
-use crate::send_clock::{LoggingSocket, SocketLog};
+use crate::send_clock::{LoggingSocket, SMALL_DATAGRAM_BYTES, SocketLog};
 use crate::tls::{MismatchLog, ServerTrust, quic_client_crypto};
 use crate::uplink_delay::{IdlePacket, UplinkDelay};
 use crate::uplink_log::UplinkLog;
@@ -245,6 +246,10 @@ pub struct AgentClient {
 
 /// Replies whose read time is kept for matching the server's report of their ACK packet.
 const REPLY_READS_KEPT: usize = 64;
+
+/// A send time taken back from seconds on the agent's clock to an `Instant` may come out this
+/// much after it was.
+const SEND_TIME_ROUNDING_S: f64 = 1e-6;
 
 /// How long before a packet reached the bottleneck everything sent earlier must have left it
 /// for the packet to count as finding the link idle: a frame's arrival is placed within a few
@@ -799,16 +804,20 @@ impl AgentClient {
                 .uplink
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let timing = |rtt: f64| ServiceTiming {
-                send_start: timing_start,
-                reply_received: reply_at,
-                one_way: rtt / 2.0,
-                last_byte,
-                reply_written,
-                previous_arrival: match first_datagram.filter(|_| acked_delay) {
-                    Some(datagram) => self.busy_before(&log, timing_start, datagram.at, rtt / 2.0),
+            let timing = |rtt: f64| {
+                let mut timing = ServiceTiming {
+                    send_start: timing_start,
+                    reply_received: reply_at,
+                    one_way: rtt / 2.0,
+                    last_byte,
+                    reply_written,
+                    previous_arrival: None,
+                };
+                timing.previous_arrival = match first_datagram.filter(|_| acked_delay) {
+                    Some(datagram) => self.busy_before(&log, &timing, datagram.at, in_interval),
                     None => log.busy_until(timing_start, rtt / 2.0, ack_bytes),
-                },
+                };
+                timing
             };
             // The server's minimum RTT is measured with small uplink packets (ACKs); the
             // agent's own carries frames up the uplink and so their serialisation.
@@ -845,6 +854,7 @@ impl AgentClient {
             log.record_frame(
                 timing_start,
                 arrival,
+                overhead.packets(stream_bytes),
                 timing.sample(in_interval).and_then(|s| s.rate_bps()),
             );
             log.record_reply(reply_received_s);
@@ -919,39 +929,62 @@ impl AgentClient {
         })
     }
 
-    /// When the bottleneck was done with what the agent sent before the frame whose first
-    /// datagram left at `first` (agent's clock `send_start`), on the clock shifted by
-    /// `one_way`: the previous frame's arrival, then everything the socket sent after that
-    /// frame's service had ended and before `first` (ACK packets, keep-alives, a new
-    /// connection's handshake and path-MTU probes: after a reconnection these hold the link for
-    /// 100–200 ms at 300 kbit/s, and the first frames' samples read 70 % low without them),
-    /// served one after the other at the samples' median rate.
+    /// When the bottleneck was done with what the agent sent before the frame of `timing`,
+    /// whose first datagram left at `first` and which put `bytes` on the link, on the clock
+    /// shifted by the one-way delay: the previous frame's arrival, then everything the socket
+    /// sent after the previous frame's datagrams and before `first` — ACK packets (also those
+    /// sent while the previous frame was still on the link: they queued behind it),
+    /// keep-alives, a new connection's handshake and path-MTU probes (after a reconnection
+    /// these hold the link for 100–200 ms at 300 kbit/s, and the first frames' samples read
+    /// 70 % low without them) — served one after the other at the rate of the moment
+    /// ([`Backlog::before_frame`]; the samples' median rate where none fits).
     fn busy_before(
         &self,
         log: &UplinkLog,
-        send_start: f64,
+        timing: &ServiceTiming,
         first: Instant,
-        one_way: f64,
+        bytes: u64,
     ) -> Option<f64> {
-        let frames = log.frames_done(send_start);
-        let Some(rate) = log.median_rate() else {
-            return frames;
-        };
-        let window = first
-            .checked_duration_since(self.epoch)
-            .map_or(0.0, |d| d.as_secs_f64())
-            - SocketLog::BACKLOG_WINDOW.as_secs_f64();
-        let from = frames.map_or(window, |f| (f - one_way).max(window));
+        let one_way = timing.one_way;
+        let window = self.on_agent(first) - SocketLog::BACKLOG_WINDOW.as_secs_f64();
+        // The previous frame's own datagrams (its first sent at its `sent`) are in its arrival.
+        let previous = log
+            .previous_frame(timing.send_start)
+            .filter(|f| f.sent >= window);
+        let from = previous.map_or(window, |f| f.sent - SEND_TIME_ROUNDING_S);
+        let mut own = previous.map_or(0, |f| f.packets);
         let from = self.epoch + Duration::try_from_secs_f64(from.max(0.0)).unwrap_or_default();
-        let backlog = self
+        let datagrams = self
             .socket_log
-            .backlog_end(from, first, rate)
-            .and_then(|t| t.checked_duration_since(self.epoch))
-            .map(|d| d.as_secs_f64() + one_way);
-        match (frames, backlog) {
-            (Some(f), Some(b)) => Some(f.max(b)),
-            (f, b) => f.or(b),
+            .sent_between(from, first)
+            .into_iter()
+            .filter(|d| {
+                if own == 0 {
+                    return true;
+                }
+                if d.len > SMALL_DATAGRAM_BYTES {
+                    own -= 1;
+                }
+                false
+            })
+            .map(|d| (self.on_agent(d.at) + one_way, d.len as f64 * 8.0))
+            .collect();
+        Backlog {
+            previous_end: log.frames_done(timing.send_start),
+            datagrams,
         }
+        .before_frame(
+            timing.send_start + one_way,
+            timing.arrival(),
+            bytes as f64 * 8.0,
+            log.median_rate(),
+        )
+    }
+
+    /// `t` on the agent's clock (seconds since the epoch; 0 before it).
+    fn on_agent(&self, t: Instant) -> f64 {
+        t.checked_duration_since(self.epoch)
+            .map_or(0.0, |d| d.as_secs_f64())
     }
 
     /// The round trip to time a frame's sample with, measured on ACK packets

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod backlog;
 mod client;
 pub mod emulator;
 mod error;

@@ -110,23 +110,14 @@ impl SocketLog {
         busy_until > at
     }
 
-    /// When a bottleneck free at `from` would have been done with the datagrams sent in
-    /// `[from, until)`, served one after the other at `rate` (bit/s); `None` if there were none.
-    pub(crate) fn backlog_end(&self, from: Instant, until: Instant, rate: f64) -> Option<Instant> {
-        if !(rate.is_finite() && rate > 0.0) {
-            return None;
-        }
-        let mut busy_until = None;
-        for d in self
-            .events()
+    /// The datagrams sent in `[from, until)`, oldest first.
+    pub(crate) fn sent_between(&self, from: Instant, until: Instant) -> Vec<SentDatagram> {
+        self.events()
             .sent
             .iter()
             .filter(|d| d.at >= from && d.at < until)
-        {
-            let service = Duration::from_secs_f64(d.len as f64 * 8.0 / rate);
-            busy_until = Some(busy_until.unwrap_or(from).max(d.at) + service);
-        }
-        busy_until
+            .copied()
+            .collect()
     }
 
     /// The ACK-only packet that acknowledged the reply the agent's task had read by `read`:
@@ -269,10 +260,14 @@ mod tests {
             log.queued_at(ms(10), 0.0),
             "no rate, no claim of an idle link"
         );
-        // After the large packet had crossed (from 60 ms on), only the frame's 15 ms remain.
-        assert_eq!(log.backlog_end(ms(0), ms(70), 160e3), Some(ms(75)));
-        assert_eq!(log.backlog_end(ms(5), ms(70), 160e3), Some(ms(25)));
-        assert_eq!(log.backlog_end(ms(11), ms(70), 160e3), None);
+        let between: Vec<usize> = log
+            .sent_between(ms(0), ms(10))
+            .iter()
+            .map(|d| d.len)
+            .collect();
+        assert_eq!(between, [1200]);
+        assert_eq!(log.sent_between(ms(0), ms(11)).len(), 2);
+        assert!(log.sent_between(ms(11), ms(70)).is_empty());
     }
 
     #[test]

@@ -15,13 +15,23 @@ use std::collections::VecDeque;
 /// low; docs/results/emulation.md, passes D and F).
 #[derive(Debug, Default)]
 pub(crate) struct UplinkLog {
-    /// (send start, arrival at the server as `ServiceTiming::arrival` places it on the agent's
-    /// clock).
-    frames: VecDeque<(f64, f64)>,
+    /// The frames, in the order their replies came.
+    frames: VecDeque<LoggedFrame>,
     /// When replies were read (the ACK-only packet leaves then).
     replies: VecDeque<f64>,
     /// The latest link samples' rates, bit/s, to price an ACK packet's service.
     rates: VecDeque<f64>,
+}
+
+/// A frame the agent sent, as its reply placed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LoggedFrame {
+    /// When its sending started (agent's clock).
+    pub(crate) sent: f64,
+    /// Its arrival at the server as `ServiceTiming::arrival` places it on the agent's clock.
+    pub(crate) arrival: f64,
+    /// The datagrams that carried it.
+    pub(crate) packets: u64,
 }
 
 impl UplinkLog {
@@ -33,17 +43,8 @@ impl UplinkLog {
     /// the arrivals: ACK packets are shifted by `one_way` like them. `None` with no earlier
     /// frame and no priced ACK.
     pub(crate) fn busy_until(&self, send_start: f64, one_way: f64, ack_bytes: u64) -> Option<f64> {
-        let previous = self
-            .frames
-            .iter()
-            .filter(|(sent, _)| *sent < send_start)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let frame_end = self
-            .frames
-            .iter()
-            .filter(|(sent, _)| *sent < send_start)
-            .map(|(_, arrived)| *arrived)
-            .max_by(f64::total_cmp);
+        let previous = self.previous_frame(send_start);
+        let frame_end = self.frames_done(send_start);
         let ack_s = self
             .median_rate()
             .map(|r| ack_bytes as f64 * 8.0 / r)
@@ -52,7 +53,7 @@ impl UplinkLog {
         let Some(ack_s) = ack_s else {
             return frame_end;
         };
-        let after = previous.map_or(f64::NEG_INFINITY, |(sent, _)| *sent);
+        let after = previous.map_or(f64::NEG_INFINITY, |f| f.sent);
         let mut busy = frame_end.unwrap_or(f64::NEG_INFINITY);
         for &read in self
             .replies
@@ -68,9 +69,18 @@ impl UplinkLog {
     pub(crate) fn frames_done(&self, send_start: f64) -> Option<f64> {
         self.frames
             .iter()
-            .filter(|(sent, _)| *sent < send_start)
-            .map(|(_, arrived)| *arrived)
+            .filter(|f| f.sent < send_start)
+            .map(|f| f.arrival)
             .max_by(f64::total_cmp)
+    }
+
+    /// The latest frame sent before `send_start` whose reply has come.
+    pub(crate) fn previous_frame(&self, send_start: f64) -> Option<LoggedFrame> {
+        self.frames
+            .iter()
+            .filter(|f| f.sent < send_start)
+            .max_by(|a, b| a.sent.total_cmp(&b.sent))
+            .copied()
     }
 
     /// Whether the bottleneck was still serving a frame sent before `at` when a packet sent at
@@ -78,12 +88,23 @@ impl UplinkLog {
     pub(crate) fn busy_at(&self, at: f64, one_way: f64) -> bool {
         self.frames
             .iter()
-            .any(|&(sent, arrived)| sent < at && arrived > at + one_way)
+            .any(|f| f.sent < at && f.arrival > at + one_way)
     }
 
-    /// Records a frame's send start and arrival, and the rate of its link sample.
-    pub(crate) fn record_frame(&mut self, send_start: f64, arrival: f64, rate: Option<f64>) {
-        push(&mut self.frames, (send_start, arrival), Self::KEEP);
+    /// Records a frame's send start, arrival and datagrams, and the rate of its link sample.
+    pub(crate) fn record_frame(
+        &mut self,
+        send_start: f64,
+        arrival: f64,
+        packets: u64,
+        rate: Option<f64>,
+    ) {
+        let frame = LoggedFrame {
+            sent: send_start,
+            arrival,
+            packets,
+        };
+        push(&mut self.frames, frame, Self::KEEP);
         if let Some(r) = rate.filter(|r| r.is_finite() && *r > 0.0) {
             push(&mut self.rates, r, Self::RATES);
         }
@@ -118,12 +139,12 @@ mod tests {
         let mut log = UplinkLog::default();
         assert_eq!(log.busy_until(1.0, 0.025, 32), None);
         // Frame sent at 0.9 arrived at 0.95 (shifted clock); no rate yet: ACKs unpriced.
-        log.record_frame(0.9, 0.95, None);
+        log.record_frame(0.9, 0.95, 1, None);
         log.record_reply(0.97);
         assert_eq!(log.busy_until(1.0, 0.025, 32), Some(0.95));
         // At 128 kbit/s a 32-byte ACK takes 2 ms: sent at 0.97, it is on the link (shifted)
         // from 0.995 to 0.997.
-        log.record_frame(0.5, 0.55, Some(128e3));
+        log.record_frame(0.5, 0.55, 1, Some(128e3));
         let busy = log.busy_until(1.0, 0.025, 32).expect("busy");
         assert!((busy - 0.997).abs() < 1e-9, "{busy}");
         // An ACK sent before the previous frame is behind it already; one sent after the
@@ -134,7 +155,7 @@ mod tests {
         assert!((busy - 0.997).abs() < 1e-9, "{busy}");
         // An ACK that queued behind the previous frame ends one ACK after its arrival.
         let mut q = UplinkLog::default();
-        q.record_frame(0.9, 1.0, Some(128e3));
+        q.record_frame(0.9, 1.0, 1, Some(128e3));
         q.record_reply(0.95);
         let busy = q.busy_until(1.0, 0.025, 32).expect("busy");
         assert!((busy - 1.002).abs() < 1e-9, "{busy}");
@@ -144,5 +165,18 @@ mod tests {
         assert!(q.busy_at(0.96, 0.025));
         assert!(!q.busy_at(0.98, 0.025));
         assert!(!q.busy_at(0.89, 0.025));
+    }
+
+    #[test]
+    fn the_previous_frame_is_the_latest_sent_before() {
+        let mut log = UplinkLog::default();
+        assert_eq!(log.previous_frame(1.0), None);
+        // Replies may come out of order: the one sent last before 1.0 is the previous frame.
+        log.record_frame(0.90, 0.97, 2, None);
+        log.record_frame(0.80, 0.99, 1, None);
+        log.record_frame(1.00, 1.05, 1, None);
+        let previous = log.previous_frame(1.0).expect("previous");
+        assert_eq!((previous.sent, previous.packets), (0.90, 2));
+        assert_eq!(log.frames_done(1.0), Some(0.99));
     }
 }
