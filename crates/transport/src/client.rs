@@ -618,11 +618,16 @@ impl AgentClient {
         // A reconnect made for this frame must not outlive its deadline.
         let conn = self.connection(deadline).await?;
         let deadline_at = window.reset_at;
+        // No stream by the deadline: the server's credit for open frames is held by this
+        // agent's earlier frames (a stalled link); a closed connection says so itself.
         let (send, mut recv) = tokio::time::timeout_at(deadline_at.into(), conn.open_bi())
             .await
-            .map_err(|_| TransportError::ReplyTimeout {
-                frame_id,
-                waited: deadline,
+            .map_err(|_| match conn.close_reason() {
+                Some(reason) => self.lost(reason),
+                None => TransportError::ReplyTimeout {
+                    frame_id,
+                    waited: deadline,
+                },
             })?
             .map_err(|e| self.lost(e))?;
         let send_start = Instant::now();
@@ -692,9 +697,12 @@ impl AgentClient {
                 });
             }
             Err(_) => {
-                return Err(TransportError::ReplyTimeout {
-                    frame_id,
-                    waited: reply_at - called,
+                return Err(match conn.close_reason() {
+                    Some(reason) => self.lost(reason),
+                    None => TransportError::ReplyTimeout {
+                        frame_id,
+                        waited: reply_at - called,
+                    },
                 });
             }
         };

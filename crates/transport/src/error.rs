@@ -60,7 +60,10 @@ pub enum TransportError {
         /// quinn's reason.
         source: quinn::ConnectionError,
     },
-    /// No reply arrived in time.
+    /// No reply arrived in time, on a connection that is still open: the link is stalled or
+    /// backed up (the server's stream credit held by earlier frames), which is this frame's
+    /// problem, not a reason to give up the connection (see
+    /// [`TransportError::server_unavailable`]).
     #[error("frame {frame_id}: no reply within {waited:?}")]
     ReplyTimeout {
         /// The frame.
@@ -121,6 +124,16 @@ pub enum TransportError {
 impl TransportError {
     /// Whether the server is unreachable or unusable right now, so the agent should run the
     /// frame locally (as opposed to a problem with this frame alone).
+    ///
+    /// A late reply on an open connection is not: on a cellular link a stall of several
+    /// seconds leaves every frame late, and giving the connection up then (until pass H)
+    /// dropped the frames queued in it, whose late reports are the controller's evidence of
+    /// the stall, kept the controller's probes off until a new handshake had crossed, and put
+    /// that handshake's padded packets into the stalled queue ahead of everything after it: on
+    /// mahimahi's `ATT-LTE-driving` × 0.2 the agent ran locally for 0.5–0.8 s after each of
+    /// two stalls had ended (docs/results/emulation.md, pass H). A server that is gone closes
+    /// the connection (`ConnectionLost` at once), or, silent, lets it time out
+    /// (`ClientConfig::idle_timeout`, with keep-alives while idle).
     pub fn server_unavailable(&self) -> bool {
         matches!(
             self,
@@ -128,7 +141,6 @@ impl TransportError {
                 | Self::Refused { .. }
                 | Self::Backoff { .. }
                 | Self::ConnectionLost { .. }
-                | Self::ReplyTimeout { .. }
                 | Self::Unauthenticated { .. }
                 | Self::CertificateMismatch { .. }
                 | Self::Rejected {
