@@ -121,3 +121,46 @@ async fn shutdown_lets_frames_in_flight_finish() {
         .expect_err("server is gone");
     assert!(err.server_unavailable(), "{err}");
 }
+
+/// A reply later than the agent waits is this frame's failure, not the server's: the agent
+/// keeps the connection (a stalled link would deliver the frames queued in it) and the next
+/// frame goes over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_keeps_the_connection() {
+    let (server, identity) = slow_server(ServerLimits::default(), Duration::from_millis(800));
+    let mut config = quick_config();
+    config.reply_timeout = Duration::from_millis(100);
+    let client = AgentClient::connect(
+        server.local_addr(),
+        "localhost",
+        ServerTrust::Pinned(identity.fingerprint()),
+        AuthToken::new(TOKEN).expect("token"),
+        config,
+    )
+    .await
+    .expect("agent connects");
+    let before = client
+        .raw_connection()
+        .await
+        .expect("connection")
+        .stable_id();
+    let err = client
+        .send_frame(header(1), layers(1, &[100]), Duration::from_millis(200))
+        .await
+        .expect_err("the handler takes 800 ms");
+    assert!(matches!(err, TransportError::ReplyTimeout { .. }), "{err}");
+    assert!(!err.server_unavailable(), "{err}");
+    // The next frame, with time for the handler, is answered on the same connection.
+    let reply = client
+        .send_frame(header(2), layers(2, &[100]), Duration::from_secs(3))
+        .await
+        .expect("served on the same connection");
+    assert_eq!(reply.payload, 2u64.to_be_bytes());
+    let after = client
+        .raw_connection()
+        .await
+        .expect("connection")
+        .stable_id();
+    assert_eq!(before, after);
+    server.shutdown(Duration::from_secs(1)).await;
+}
