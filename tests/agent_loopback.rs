@@ -31,6 +31,7 @@ fn agent_config(profile: &Profile) -> AgentConfig {
         profile: profile.clone(),
         sensor_interval: Duration::from_secs(1),
         partial_results: true,
+        local_fallback: true,
     }
 }
 

@@ -52,6 +52,7 @@ async fn a_probed_frame_is_answered_locally_and_its_base_layer_measures_the_link
         profile: f.profile.clone(),
         sensor_interval: Duration::from_secs(1),
         partial_results: true,
+        local_fallback: true,
     };
     let n = f.inputs.len();
     let run = run_loopback(

@@ -70,6 +70,7 @@ async fn run(
         profile: profile.clone(),
         sensor_interval: Duration::from_secs(1),
         partial_results: true,
+        local_fallback: true,
     };
     let mut results = Results::default();
     let out = run_loopback(

@@ -57,6 +57,7 @@ async fn run_at_150_kbits(
         profile: profile.clone(),
         sensor_interval: std::time::Duration::from_secs(1),
         partial_results: true,
+        local_fallback: true,
     };
     let mut replies = Replies::default();
     let policy = offload_policies::load_preset("deadline-aware")

@@ -60,9 +60,12 @@ proptest! {
         let oracle = plan(&trace, &profile, &config, &OracleConfig { width: 4, ..OracleConfig::default() }, &seeds);
         let mut replayed = 0.0;
         simulate(&trace, &profile, Box::new(Replay::new(oracle.schedule.clone())), &config, |r| replayed += r.utility);
-        prop_assert_eq!(replayed, oracle.total_utility);
+        // Equal but for rounding: the plan settles a local fallback's frame as a miss first and
+        // adds the rest when the fallback ends; the replay adds each frame's utility once.
+        let ulps = |x: f64| 1e-9 * (1.0 + x.abs());
+        prop_assert!((replayed - oracle.total_utility).abs() <= ulps(replayed), "replayed {replayed}, planned {}", oracle.total_utility);
         for (name, total) in totals {
-            prop_assert!(oracle.total_utility >= total, "{name}: {total} > oracle {}", oracle.total_utility);
+            prop_assert!(replayed >= total - ulps(total), "{name}: {total} > oracle {replayed}");
         }
         let bound = upper_bound(&trace, &profile, &config);
         prop_assert!(bound >= oracle.total_utility - 1e-9, "bound {bound} < oracle {}", oracle.total_utility);

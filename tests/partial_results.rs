@@ -97,6 +97,7 @@ async fn frames_cut_short_by_a_capacity_drop_deliver_a_prefix_in_time() {
         profile: profile.clone(),
         sensor_interval: Duration::from_secs(1),
         partial_results: true,
+        local_fallback: true,
     };
     let mut log = Log::default();
     let inputs: Vec<_> = frames.iter().map(|f| (f.clone(), None)).collect();

@@ -83,6 +83,7 @@ async fn simulated_and_emulated_runs_agree_on_most_decisions() {
         profile: profile.clone(),
         sensor_interval: std::time::Duration::from_secs(1),
         partial_results: config.partial_results,
+        local_fallback: config.local_fallback,
     };
     let policy = offload_policies::load_preset("deadline-aware")
         .unwrap()

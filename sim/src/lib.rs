@@ -3,6 +3,7 @@
 
 pub mod battery;
 pub mod bound;
+pub mod fallback;
 pub mod frames;
 pub mod harness;
 pub mod link;

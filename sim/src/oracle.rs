@@ -175,7 +175,9 @@ pub fn plan_with<'t>(
                 .radio_state()
                 .last_active_end
                 .is_some_and(|e| next_capture - e <= setup.radio.tail_s);
-            (link << 17) | (cpu << 1) | u64::from(warm)
+            // Frames waiting for a fallback hold CPU time and utility not yet settled.
+            let waiting = s.fallbacks_waiting() as u64;
+            (waiting << 33) | (link << 17) | (cpu << 1) | u64::from(warm)
         };
         cands.clear();
         next_seeded.clear();
@@ -202,12 +204,14 @@ pub fn plan_with<'t>(
                 .checked_sub(beam.len())
                 .map(|s| seeds[s].get(i as usize).copied().unwrap_or(0));
             let mut base = node.state.clone();
-            let picked_up = base.begin(&setup, i);
+            // Fallbacks that end now settle utility accounted earlier as misses.
+            let mut settled = node.utility;
+            let picked_up = base.begin(&setup, i, &mut (), |f| settled += f.gain);
             if SimState::is_skipped(&setup, i, picked_up) {
                 let u = base.skipped_utility(&setup);
                 let succ = Node {
                     state: base,
-                    utility: node.utility + u,
+                    utility: settled + u,
                     hist: 0,
                 };
                 push(succ, index, 0, seed_action.is_some());
@@ -231,7 +235,7 @@ pub fn plan_with<'t>(
                 );
                 let succ = Node {
                     state,
-                    utility: node.utility + out.utility,
+                    utility: settled + out.utility,
                     hist: 0,
                 };
                 push(succ, index, action, seed_action == Some(action));
@@ -285,6 +289,12 @@ pub fn plan_with<'t>(
     }
     offsets.push(parents.len());
 
+    // Frames still waiting for a fallback settle when the run ends.
+    for node in beam.iter_mut().chain(seeded.iter_mut()) {
+        let mut settled = node.utility;
+        node.state.finish(&setup, &mut (), |f| settled += f.gain);
+        node.utility = settled;
+    }
     // The best final node; ties go to the beam.
     let finals = beam.iter().chain(seeded.iter());
     let (best, best_node) = finals

@@ -20,15 +20,17 @@
 //! ([`crate::oracle`]) clones it to explore decision sequences. Both run the very same step code,
 //! so a schedule the oracle finds scores exactly the same when [`simulate`] replays it.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use offload_controller::{
-    Controller, ControllerConfig, Decision, FrameOptions, Observation, Policy, Profile, RadioModel,
-    RadioState, RateSample, Utility, send_cutoff,
+    Controller, ControllerConfig, Decision, FrameOptions, LocalOption, Observation, Policy,
+    Profile, RadioModel, RadioState, RateSample, Utility, send_cutoff,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::battery::{Battery, BatteryConfig};
+use crate::fallback::{FallbackOutcome, FallbackQueue, Waiting};
 use crate::frames::{FrameSizes, FrameSource};
 use crate::link::{Link, LinkConfig};
 use crate::record::{FrameRecord, Summary, SummaryBuilder};
@@ -63,6 +65,11 @@ pub struct SimConfig {
     /// server decodes the complete layers that arrived by then. When off, sending goes on until
     /// the deadline itself and a frame cut short delivers nothing (how the project ran before).
     pub partial_results: bool,
+    /// Local fallback: when an offloaded frame's empty report comes back (no layer arrived by
+    /// the cutoff) early enough for the local path to finish by the deadline, the device runs
+    /// the local path for it, before any newer frame (the agent finishes such a frame locally
+    /// too). When off, such a frame is missed.
+    pub local_fallback: bool,
 }
 
 impl Default for SimConfig {
@@ -79,6 +86,7 @@ impl Default for SimConfig {
             battery: BatteryConfig::default(),
             controller: ControllerConfig::default(),
             partial_results: true,
+            local_fallback: true,
         }
     }
 }
@@ -245,6 +253,10 @@ pub struct RunSetup {
     pub radio: RadioModel,
     /// See [`SimConfig::partial_results`].
     pub partial_results: bool,
+    /// See [`SimConfig::local_fallback`].
+    pub local_fallback: bool,
+    /// The local path under the CPU load, as [`Self::fill_options`] gives it to every frame.
+    pub local: LocalOption,
 }
 
 impl RunSetup {
@@ -265,6 +277,12 @@ impl RunSetup {
             utility: config.controller.utility,
             radio: config.controller.radio,
             partial_results: config.partial_results,
+            local_fallback: config.local_fallback,
+            local: LocalOption {
+                accuracy: profile.local.accuracy,
+                device_time: profile.local.time_s * slowdown,
+                energy_j: profile.device.compute_power_w * profile.local.time_s * slowdown,
+            },
         }
     }
 
@@ -338,6 +356,10 @@ pub struct Outcome {
     pub energy_j: f64,
     /// The frame's utility.
     pub utility: f64,
+    /// Whether the frame, missed as it stands, waits for its empty report to run the local path
+    /// ([`SimConfig::local_fallback`]): [`SimState::begin`] or [`SimState::finish`] reports
+    /// how it ends.
+    pub fallback_waiting: bool,
 }
 
 /// What one transmission delivered, as [`Outcome`] counts it.
@@ -348,6 +370,9 @@ struct Transmitted {
     bytes: u64,
     bytes_sent: u64,
     accuracy: f64,
+    /// When the server's report that no layer arrived reaches the device, for a frame that
+    /// will get no result (`result_at` is `None`) with partial results.
+    empty_report_at: Option<f64>,
 }
 
 /// The physical state of a run: link queue, CPU, radio and battery. Only decisions change it,
@@ -358,6 +383,7 @@ pub struct SimState<'t> {
     battery: Battery,
     radio_state: RadioState,
     cpu_free: f64,
+    fallbacks: FallbackQueue,
 }
 
 impl<'t> SimState<'t> {
@@ -368,6 +394,7 @@ impl<'t> SimState<'t> {
             battery: Battery::new(config.battery),
             radio_state: RadioState::default(),
             cpu_free: f64::NEG_INFINITY,
+            fallbacks: FallbackQueue::default(),
         }
     }
 
@@ -405,13 +432,113 @@ impl<'t> SimState<'t> {
         &self.link
     }
 
+    /// Frames waiting for their empty report ([`SimConfig::local_fallback`]).
+    #[inline]
+    pub fn fallbacks_waiting(&self) -> usize {
+        self.fallbacks.len()
+    }
+
+    /// Whether `frame` waits for its empty report.
+    #[inline]
+    pub fn fallback_waiting(&self, frame: u64) -> bool {
+        !self.fallbacks.is_empty() && self.fallbacks.contains(frame)
+    }
+
     /// Starts frame `i`: the CPU picks it up when free (the battery's baseline drain runs up to
     /// then). Returns that moment; the frame is skipped when [`Self::is_skipped`] says so.
+    ///
+    /// Before it, the CPU runs the local fallback of every waiting frame whose empty report has
+    /// arrived by then (if it can still finish by that frame's deadline), reporting each
+    /// waiting frame's end to `on_fallback` and its completion to `sink`.
     #[inline]
-    pub fn begin(&mut self, setup: &RunSetup, i: u64) -> f64 {
-        let start = setup.captured(i).max(self.cpu_free);
+    pub fn begin(
+        &mut self,
+        setup: &RunSetup,
+        i: u64,
+        sink: &mut impl ObservationSink,
+        on_fallback: impl FnMut(FallbackOutcome),
+    ) -> f64 {
+        let captured = setup.captured(i);
+        if !self.fallbacks.is_empty() {
+            self.run_fallbacks(setup, captured, sink, on_fallback);
+        }
+        let start = captured.max(self.cpu_free);
         self.battery.advance(start);
         start
+    }
+
+    /// Ends the run: the frames still waiting get their fallback when the CPU is free.
+    pub fn finish(
+        &mut self,
+        setup: &RunSetup,
+        sink: &mut impl ObservationSink,
+        on_fallback: impl FnMut(FallbackOutcome),
+    ) {
+        self.run_fallbacks(setup, f64::INFINITY, sink, on_fallback);
+    }
+
+    /// Runs the fallbacks whose reports arrive by the time the CPU would pick up a frame
+    /// captured at `next_capture`.
+    #[cold]
+    fn run_fallbacks(
+        &mut self,
+        setup: &RunSetup,
+        next_capture: f64,
+        sink: &mut impl ObservationSink,
+        mut on_fallback: impl FnMut(FallbackOutcome),
+    ) {
+        while let Some(w) = self.fallbacks.front() {
+            if w.known_at > next_capture.max(self.cpu_free) {
+                break;
+            }
+            let Some(w) = self.fallbacks.pop_front() else {
+                break;
+            };
+            let captured = setup.captured(w.frame);
+            let deadline = captured + setup.deadline_s;
+            let end = self.cpu_free.max(w.known_at) + setup.local.device_time;
+            let outcome = if end <= deadline {
+                self.cpu_free = end;
+                self.battery.drain(setup.local.energy_j);
+                let energy_j = w.energy_j + setup.local.energy_j;
+                let accuracy = setup.local.accuracy;
+                let utility = setup
+                    .utility
+                    .frame(Some(accuracy), energy_j, w.battery_level);
+                sink.push(
+                    end,
+                    Observation::FrameDone {
+                        frame: w.frame,
+                        latency: Some(end - captured),
+                    },
+                );
+                FallbackOutcome {
+                    frame: w.frame,
+                    result_at: Some(end),
+                    accuracy,
+                    energy_j,
+                    utility,
+                    gain: utility - w.utility,
+                }
+            } else {
+                sink.push(
+                    deadline.max(w.known_at),
+                    Observation::FrameDone {
+                        frame: w.frame,
+                        latency: None,
+                    },
+                );
+                FallbackOutcome {
+                    frame: w.frame,
+                    result_at: None,
+                    accuracy: 0.0,
+                    energy_j: w.energy_j,
+                    utility: w.utility,
+                    gain: 0.0,
+                }
+            };
+            on_fallback(outcome);
+        }
     }
 
     /// Whether frame `i`, picked up at `start`, is dropped because a newer frame is waiting.
@@ -447,6 +574,7 @@ impl<'t> SimState<'t> {
             bytes: 0,
             bytes_sent,
             accuracy: options.local.accuracy,
+            empty_report_at: None,
         };
         let t = match decision {
             Decision::Local => {
@@ -467,15 +595,32 @@ impl<'t> SimState<'t> {
         };
         let met = t.result_at.is_some_and(|r| r <= deadline);
         let latency = t.result_at.map(|r| r - captured);
-        sink.push(
-            t.result_at.unwrap_or(deadline),
-            Observation::FrameDone {
-                frame: i,
-                latency: latency.filter(|_| met),
-            },
-        );
         self.battery.drain(energy);
         let delivered = met.then_some(t.accuracy);
+        let utility = setup.utility.frame(delivered, energy, battery_level);
+        // A frame that will get nothing back waits for its empty report if the local path
+        // could still finish by the deadline after it.
+        let fallback_waiting = setup.local_fallback
+            && matches!(decision, Decision::Offload { .. })
+            && t.empty_report_at.is_some_and(|at| {
+                at + options.local.device_time <= deadline
+                    && self.fallbacks.push(Waiting {
+                        frame: i,
+                        known_at: at,
+                        energy_j: energy,
+                        battery_level,
+                        utility,
+                    })
+            });
+        if !fallback_waiting {
+            sink.push(
+                t.result_at.unwrap_or(deadline),
+                Observation::FrameDone {
+                    frame: i,
+                    latency: latency.filter(|_| met),
+                },
+            );
+        }
         Outcome {
             result_at: t.result_at,
             layers: t.layers,
@@ -484,7 +629,8 @@ impl<'t> SimState<'t> {
             met,
             accuracy: delivered.unwrap_or(0.0),
             energy_j: energy,
-            utility: setup.utility.frame(delivered, energy, battery_level),
+            utility,
+            fallback_waiting,
         }
     }
 
@@ -557,6 +703,7 @@ impl<'t> SimState<'t> {
                 bytes: o.bytes,
                 bytes_sent: o.bytes,
                 accuracy: o.accuracy,
+                empty_report_at: None,
             }
         } else {
             // Cancelled at the cutoff; the server decodes the complete layers that
@@ -601,6 +748,7 @@ impl<'t> SimState<'t> {
                         bytes: p.bytes,
                         bytes_sent: tx.bytes_sent,
                         accuracy: p.accuracy,
+                        empty_report_at: None,
                     }
                 }
                 None => Transmitted {
@@ -609,6 +757,7 @@ impl<'t> SimState<'t> {
                     bytes: o.bytes,
                     bytes_sent: tx.bytes_sent,
                     accuracy: 0.0,
+                    empty_report_at: setup.partial_results.then_some(reported),
                 },
             }
         }
@@ -717,11 +866,17 @@ pub fn simulate_records(
     let mut next_battery_report = t0;
     // Trace segment of the previous capacity lookup for the records (times only move forward).
     let mut capacity_segment = 0usize;
+    // Records held back, in frame order, while the oldest of them waits for its fallback: the
+    // records go out in frame order and final.
+    let mut held: VecDeque<FrameRecord> = VecDeque::new();
 
     for i in 0..setup.n_frames {
         let captured = setup.captured(i);
         let frame_sizes = sizes.next_frame();
-        let start = state.begin(&setup, i);
+        let start = state.begin(&setup, i, &mut pending, |f| amend(&mut held, &f, t0));
+        if !held.is_empty() {
+            flush(&mut held, &state, &mut summary, &mut on_frame);
+        }
         while next_battery_report <= start {
             pending.push(
                 next_battery_report,
@@ -765,8 +920,7 @@ pub fn simulate_records(
                     latency: None,
                 },
             );
-            summary.add(&record);
-            on_frame(&record);
+            emit(&record, false, &mut held, &mut summary, &mut on_frame);
             continue;
         }
         let decided_at = start + setup.encoder_time;
@@ -803,10 +957,70 @@ pub fn simulate_records(
             record.capacity_bps = trace.capacity_near(decided_at, &mut capacity_segment);
         }
         record.utility = out.utility;
-        summary.add(&record);
-        on_frame(&record);
+        emit(
+            &record,
+            out.fallback_waiting,
+            &mut held,
+            &mut summary,
+            &mut on_frame,
+        );
     }
+    state.finish(&setup, &mut pending, |f| amend(&mut held, &f, t0));
+    flush(&mut held, &state, &mut summary, &mut on_frame);
     summary.finish()
+}
+
+/// Sends `record` out, or holds it back (a copy) if it waits for its fallback or an earlier
+/// record does.
+#[inline]
+fn emit(
+    record: &FrameRecord,
+    waiting: bool,
+    held: &mut VecDeque<FrameRecord>,
+    summary: &mut SummaryBuilder,
+    on_frame: &mut impl FnMut(&FrameRecord),
+) {
+    if waiting || !held.is_empty() {
+        held.push_back(record.clone());
+    } else {
+        summary.add(record);
+        on_frame(record);
+    }
+}
+
+/// Writes a fallback's end into its frame's held record (`t0`: the run's start in the trace).
+fn amend(held: &mut VecDeque<FrameRecord>, f: &FallbackOutcome, t0: f64) {
+    let Some(record) = held.iter_mut().find(|r| r.frame == f.frame) else {
+        return;
+    };
+    if let Some(at) = f.result_at {
+        let result_at = at - t0;
+        record.result_at = Some(result_at);
+        record.latency = Some(result_at - record.captured_at);
+        record.met_deadline = true;
+        record.layers = 0;
+        record.bytes = 0;
+    }
+    record.accuracy = f.accuracy;
+    record.energy_j = f.energy_j;
+    record.utility = f.utility;
+}
+
+/// Sends out the held records up to the first that still waits for its fallback.
+fn flush(
+    held: &mut VecDeque<FrameRecord>,
+    state: &SimState,
+    summary: &mut SummaryBuilder,
+    on_frame: &mut impl FnMut(&FrameRecord),
+) {
+    while let Some(record) = held.front() {
+        if state.fallback_waiting(record.frame) {
+            break;
+        }
+        summary.add(record);
+        on_frame(record);
+        held.pop_front();
+    }
 }
 
 #[cfg(test)]

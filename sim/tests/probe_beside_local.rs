@@ -110,7 +110,23 @@ fn on_a_dead_link_the_probe_is_lost_and_the_frame_is_still_answered() {
     let trace = Trace::from_segments("dead", &[(10.0, 0.0)]).unwrap();
     let local = run(&trace, Decision::Local);
     let probed = run(&trace, Decision::LocalWithProbe { layers: 1 });
-    let replacing = run(&trace, Decision::Offload { layers: 1 });
+    // Without the local fallback (sim/tests/local_fallback.rs), which would answer some.
+    let replacing = {
+        let config = SimConfig {
+            duration_s: Some(8.0),
+            local_fallback: false,
+            ..SimConfig::default()
+        };
+        let mut rows = Vec::new();
+        simulate(
+            &trace,
+            &profile(),
+            Box::new(Always(Decision::Offload { layers: 1 })),
+            &config,
+            |r| rows.push(r.clone()),
+        );
+        rows
+    };
     let met = |rows: &[FrameRecord]| rows.iter().filter(|r| r.met_deadline).count();
     assert!(
         probed

@@ -320,6 +320,7 @@ pub fn agent_config(sim: &SimConfig, profile: &Profile) -> AgentConfig {
         profile: profile.clone(),
         sensor_interval: Duration::from_secs(1),
         partial_results: sim.partial_results,
+        local_fallback: sim.local_fallback,
     }
 }
 

@@ -90,6 +90,10 @@ pub struct SimSettings {
     /// stopping when a result could no longer come back and decoding the layers that arrived.
     #[arg(long)]
     pub no_partial_results: bool,
+    /// Leave an offloaded frame none of whose layers arrived by the cutoff missed, instead of
+    /// running the local path for it when the server's empty report comes back in time.
+    #[arg(long)]
+    pub no_local_fallback: bool,
     #[command(flatten)]
     pub utility: UtilitySettings,
 }
@@ -184,6 +188,9 @@ impl SimSettings {
         }
         if self.no_partial_results {
             c.partial_results = false;
+        }
+        if self.no_local_fallback {
+            c.local_fallback = false;
         }
         self.utility.apply(&mut c.controller.utility)?;
         c.controller.frame_interval = 1.0 / c.fps;

@@ -56,6 +56,9 @@ pub struct Args {
     /// Send until the deadline and count a frame cut short as missed (see `offload sim --help`).
     #[arg(long)]
     no_partial_results: bool,
+    /// Leave frames whose layers all failed to arrive missed (see `offload sim --help`).
+    #[arg(long)]
+    no_local_fallback: bool,
     #[command(flatten)]
     utility: UtilitySettings,
     /// States the oracle's beam keeps per frame.
@@ -157,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         cpu_load: None,
                         estimator: args.estimator.clone(),
                         no_partial_results: args.no_partial_results,
+                        no_local_fallback: args.no_local_fallback,
                         utility: args.utility.clone(),
                     };
                     settings.push(Setting::new(s.to_config()?));
