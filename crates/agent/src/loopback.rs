@@ -111,9 +111,13 @@ pub enum LoopbackError {
     Agent(#[from] AgentError),
 }
 
-/// Frames sent before the run so the server's minimum RTT is measured on the agent's small
-/// ACK packets rather than on the handshake's larger ones.
-const WARM_UP_FRAMES: u64 = 8;
+/// Frames sent before the run (at most: the warm-up stops 350 ms before the run) so the
+/// server's minimum RTT is measured on the agent's small ACK packets rather than on the
+/// handshake's larger ones, and the agent has its ACK/frame pairs. Each idle ACK packet but the
+/// last pairs with the frames around it once a frame later than the pairing window has come
+/// back, so eight frames gave three pairs at ~150 kbit/s, just the three the agent needs
+/// (`UplinkDelay::MIN_PROBES`); twelve fit in the 2 s lead there.
+const WARM_UP_FRAMES: u64 = 12;
 
 /// Wait between a warm-up frame's reply and the next frame. The reply's ACK-only packet leaves
 /// as the reply comes in, so the next frame follows it by this much (plus the encoder's time):
