@@ -1,6 +1,9 @@
-//! The local fallback: an offloaded frame none of whose layers arrived by the cutoff gets an
-//! empty report from the server (a round trip after the cutoff), and the device, which still
-//! holds the frame's features, runs the local path for it if that can finish by the deadline.
+//! The local fallback: the device still holds an offloaded frame's features, and runs the local
+//! path for it (if that can still finish by the deadline) when it learns that the offload is
+//! failing: when nothing at all has come back from the server a round trip and a slack after
+//! sending ([`offload_controller::silence_check_at`]: the uplink is silent), or when the
+//! server's empty report arrives (none of the layers arrived by the cutoff; a round trip after
+//! it).
 //!
 //! When the report arrives the CPU may be busy with newer frames, so the frame waits in a
 //! [`FallbackQueue`] until the simulator next picks up work ([`crate::SimState::begin`]), and
@@ -18,13 +21,19 @@ const CAPACITY: usize = 4;
 pub(crate) struct Waiting {
     /// The frame.
     pub frame: u64,
-    /// When the empty report reaches the device (trace time).
+    /// When the device learns the offload is failing (trace time).
     pub known_at: f64,
+    /// When the offload's own result arrives, if it does by the deadline (a silent start can
+    /// still end in time when the link comes back): the frame keeps it if the local path
+    /// cannot run in time.
+    pub result_at: Option<f64>,
+    /// The offload's accuracy, if it arrives in time.
+    pub accuracy: f64,
     /// Energy already spent on the frame: encoder, coding and radio (J).
     pub energy_j: f64,
     /// Battery level when the frame was decided (its utility's energy weight).
     pub battery_level: f64,
-    /// The frame's utility as a miss, as first accounted.
+    /// The frame's utility as first accounted (the offload's outcome).
     pub utility: f64,
 }
 
@@ -94,16 +103,18 @@ impl FallbackQueue {
 pub struct FallbackOutcome {
     /// The frame.
     pub frame: u64,
-    /// When the local result was ready; `None` when the local path could not have finished by
-    /// the deadline, so it did not run and the frame stays missed.
+    /// Whether the local path ran; if not (it could not have finished by the deadline), the
+    /// frame keeps the offload's outcome.
+    pub ran: bool,
+    /// When the frame's result was ready, if by the deadline.
     pub result_at: Option<f64>,
-    /// Accuracy delivered (the local path's; 0 when missed).
+    /// Accuracy delivered (0 when missed).
     pub accuracy: f64,
     /// The frame's energy, the fallback included (J).
     pub energy_j: f64,
     /// The frame's utility now.
     pub utility: f64,
-    /// `utility` less the utility first accounted for the frame (as a miss).
+    /// `utility` less the utility first accounted for the frame.
     pub gain: f64,
 }
 

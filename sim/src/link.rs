@@ -119,6 +119,15 @@ impl<'t> Link<'t> {
         self.trace.capacity_at(t)
     }
 
+    /// Payload bytes the link could carry over `[from, to]` (0 for an empty interval).
+    pub fn capacity_bytes(&self, from: f64, to: f64) -> f64 {
+        if to <= from {
+            return 0.0;
+        }
+        let eff = self.config.payload_efficiency.clamp(1e-3, 1.0);
+        self.trace.bits_between(from, to) * eff / 8.0
+    }
+
     /// Queues `bytes` that are ready at `ready`; the sender gives up on what has not crossed by
     /// `cutoff` (the frame's deadline: unsent layers are cancelled), or with [`PacketModel`], on
     /// the packets it has not handed to the bottleneck by then.

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 
 use offload_controller::{
     Controller, ControllerConfig, Decision, FrameOptions, LocalOption, Observation, Policy,
-    Profile, RadioModel, RadioState, RateSample, Utility, send_cutoff,
+    Profile, RadioModel, RadioState, RateSample, Utility, send_cutoff, silence_check_at,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,10 +65,12 @@ pub struct SimConfig {
     /// server decodes the complete layers that arrived by then. When off, sending goes on until
     /// the deadline itself and a frame cut short delivers nothing (how the project ran before).
     pub partial_results: bool,
-    /// Local fallback: when an offloaded frame's empty report comes back (no layer arrived by
-    /// the cutoff) early enough for the local path to finish by the deadline, the device runs
-    /// the local path for it, before any newer frame (the agent finishes such a frame locally
-    /// too). When off, such a frame is missed.
+    /// Local fallback: the device runs the local path for an offloaded frame, before any newer
+    /// frame and if it can still finish by the deadline, when it learns the offload is failing:
+    /// the uplink silent a round trip and a slack after sending (no packet could have crossed
+    /// in time to be acknowledged by [`offload_controller::silence_check_at`]), or the server's
+    /// empty report (no layer arrived by the cutoff) back. The agent does the same. When off,
+    /// such a frame keeps the offload's outcome.
     pub local_fallback: bool,
 }
 
@@ -370,10 +372,15 @@ struct Transmitted {
     bytes: u64,
     bytes_sent: u64,
     accuracy: f64,
-    /// When the server's report that no layer arrived reaches the device, for a frame that
-    /// will get no result (`result_at` is `None`) with partial results.
-    empty_report_at: Option<f64>,
+    /// When the device learns the offload is failing: the silence check if the uplink was
+    /// silent until then, else the server's report that no layer arrived (with partial results,
+    /// for a frame that gets no result).
+    failing_at: Option<f64>,
 }
+
+/// Payload bytes of one QUIC packet: the uplink is silent when not even one could have crossed
+/// in time for its acknowledgement to be back at the silence check.
+const PACKET_BYTES: f64 = 1200.0;
 
 /// The physical state of a run: link queue, CPU, radio and battery. Only decisions change it,
 /// never the controller, so it can be cloned to explore alternatives.
@@ -514,6 +521,7 @@ impl<'t> SimState<'t> {
                 );
                 FallbackOutcome {
                     frame: w.frame,
+                    ran: true,
                     result_at: Some(end),
                     accuracy,
                     energy_j,
@@ -521,17 +529,19 @@ impl<'t> SimState<'t> {
                     gain: utility - w.utility,
                 }
             } else {
+                // Too late for the local path: the frame keeps the offload's outcome.
                 sink.push(
-                    deadline.max(w.known_at),
+                    w.result_at.unwrap_or(deadline).max(w.known_at),
                     Observation::FrameDone {
                         frame: w.frame,
-                        latency: None,
+                        latency: w.result_at.map(|r| r - captured),
                     },
                 );
                 FallbackOutcome {
                     frame: w.frame,
-                    result_at: None,
-                    accuracy: 0.0,
+                    ran: false,
+                    result_at: w.result_at,
+                    accuracy: w.accuracy,
                     energy_j: w.energy_j,
                     utility: w.utility,
                     gain: 0.0,
@@ -574,7 +584,7 @@ impl<'t> SimState<'t> {
             bytes: 0,
             bytes_sent,
             accuracy: options.local.accuracy,
-            empty_report_at: None,
+            failing_at: None,
         };
         let t = match decision {
             Decision::Local => {
@@ -598,15 +608,17 @@ impl<'t> SimState<'t> {
         self.battery.drain(energy);
         let delivered = met.then_some(t.accuracy);
         let utility = setup.utility.frame(delivered, energy, battery_level);
-        // A frame that will get nothing back waits for its empty report if the local path
-        // could still finish by the deadline after it.
+        // A frame whose offload is failing waits for the moment the device learns so, if the
+        // local path could still finish by the deadline after it.
         let fallback_waiting = setup.local_fallback
             && matches!(decision, Decision::Offload { .. })
-            && t.empty_report_at.is_some_and(|at| {
+            && t.failing_at.is_some_and(|at| {
                 at + options.local.device_time <= deadline
                     && self.fallbacks.push(Waiting {
                         frame: i,
                         known_at: at,
+                        result_at: t.result_at.filter(|_| met),
+                        accuracy: delivered.unwrap_or(0.0),
                         energy_j: energy,
                         battery_level,
                         utility,
@@ -680,6 +692,14 @@ impl<'t> SimState<'t> {
             deadline
         }
         .max(ready);
+        // Nothing comes back by the silence check if not even one packet could have crossed in
+        // time for its acknowledgement to be back then.
+        let silent_at = if setup.local_fallback {
+            let check = silence_check_at(ready, 2.0 * one_way);
+            (self.link.capacity_bytes(ready, check - one_way) < PACKET_BYTES).then_some(check)
+        } else {
+            None
+        };
         let tx = self.link.send(ready, o.bytes, cutoff);
         let bits = tx.bytes_sent as f64 * 8.0;
         if tx.end > tx.start {
@@ -703,7 +723,7 @@ impl<'t> SimState<'t> {
                 bytes: o.bytes,
                 bytes_sent: o.bytes,
                 accuracy: o.accuracy,
-                empty_report_at: None,
+                failing_at: silent_at,
             }
         } else {
             // Cancelled at the cutoff; the server decodes the complete layers that
@@ -748,7 +768,7 @@ impl<'t> SimState<'t> {
                         bytes: p.bytes,
                         bytes_sent: tx.bytes_sent,
                         accuracy: p.accuracy,
-                        empty_report_at: None,
+                        failing_at: silent_at,
                     }
                 }
                 None => Transmitted {
@@ -757,7 +777,7 @@ impl<'t> SimState<'t> {
                     bytes: o.bytes,
                     bytes_sent: tx.bytes_sent,
                     accuracy: 0.0,
-                    empty_report_at: setup.partial_results.then_some(reported),
+                    failing_at: silent_at.or(setup.partial_results.then_some(reported)),
                 },
             }
         }
@@ -990,6 +1010,9 @@ fn emit(
 
 /// Writes a fallback's end into its frame's held record (`t0`: the run's start in the trace).
 fn amend(held: &mut VecDeque<FrameRecord>, f: &FallbackOutcome, t0: f64) {
+    if !f.ran {
+        return;
+    }
     let Some(record) = held.iter_mut().find(|r| r.frame == f.frame) else {
         return;
     };

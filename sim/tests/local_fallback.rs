@@ -1,11 +1,11 @@
-//! The local fallback: an offloaded frame none of whose layers arrived by the cutoff is
-//! answered by the local path when the server's empty report comes back early enough, before
-//! any newer frame; the records stay one per frame, in frame order, and the oracle replays a
-//! run with fallbacks exactly.
+//! The local fallback: an offloaded frame sent into a silent uplink (or none of whose layers
+//! arrived by the cutoff) is answered by the local path when the device learns so early
+//! enough, before any newer frame; the records stay one per frame, in frame order, and the
+//! oracle replays a run with fallbacks exactly.
 
 use std::path::Path;
 
-use offload_controller::{Context, Decision, FrameOptions, Policy, Profile};
+use offload_controller::{Context, Decision, FrameOptions, Policy, Profile, SILENCE_SLACK_S};
 use offload_sim::oracle::{OracleConfig, Replay, decision_action, plan};
 use offload_sim::trace::Trace;
 use offload_sim::{FrameRecord, SimConfig, simulate};
@@ -75,18 +75,18 @@ fn on_a_dead_link_offloaded_frames_are_answered_locally_in_time() {
         );
         assert_eq!(r.accuracy, p.local.accuracy, "frame {}", r.frame);
         let latency = r.latency.expect("a met frame has a latency");
-        // The local path ran after the empty report, a round trip after the cutoff.
-        assert!(latency > p.local.time_s + 0.1 && latency <= deadline + 1e-9);
+        // The local path ran after the silence check, a round trip and a slack after sending.
+        let rtt = SimConfig::default().link.rtt_s;
+        assert!(latency > p.local.time_s + rtt + SILENCE_SLACK_S && latency <= deadline + 1e-9);
         assert!(
             r.energy_j >= p.device.compute_power_w * (p.local.time_s + p.device.encoder_time_s)
         );
     }
-    // The report comes a round trip after the cutoff, about 54 ms before the deadline, and the
-    // local path takes 41 ms: a fallback runs only where the CPU is free by then, and newer
-    // frames' encoders (20 ms each, every 33 ms) often hold it: about one frame in five here,
-    // against the local path alone's 132 of 240.
+    // Each frame holds the CPU for its encoder (20 ms) and coding, then for its fallback
+    // (41 ms): one frame in two gets through (120 of 240 when measured), against the local
+    // path alone's 132.
     assert!(
-        rescued.len() >= 40 && met(&local) > 100,
+        rescued.len() >= 100 && met(&local) > 100,
         "{} rescued, {} met by the local path alone",
         rescued.len(),
         met(&local)
@@ -112,9 +112,10 @@ fn fallbacks_rescue_the_frames_sent_into_an_outage() {
         .iter()
         .filter(|r| r.met_deadline && r.layers == 0)
         .count();
-    // About one frame in five of those sent into an outage (see above).
-    assert!(rescued >= 4 * 4, "{rescued} frames rescued in four outages");
-    assert_eq!(met(&with), met(&without) + rescued);
+    // About one frame in two of those sent into an outage (60 when measured; see above).
+    assert!(rescued >= 4 * 10, "{rescued} frames rescued in four outages");
+    // A frame taken for silent whose link came back in time would have met its deadline anyway.
+    assert!(met(&with) >= met(&without) + rescued / 2);
     assert!(total(&with) > total(&without));
 }
 

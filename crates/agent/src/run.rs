@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use offload_controller::{
     Controller, ControllerConfig, Decision, FrameOptions, Observation, Policy, Profile, RadioModel,
-    RadioState, RateSample, Utility, send_cutoff,
+    RadioState, RateSample, Utility, send_cutoff, silence_check_at,
 };
 use offload_sim::record::SummaryBuilder;
 use offload_sim::{FrameRecord, Summary};
@@ -39,10 +39,11 @@ pub struct AgentConfig {
     /// and a frame answered from fewer layers by its deadline counts with those layers. When
     /// off, the upload runs until the deadline itself, as before (see [`send_window`]).
     pub partial_results: bool,
-    /// Local fallback (with partial results): an offloaded frame of which nothing has come
-    /// back from the server a round trip after its cutoff, when its empty report would have,
-    /// is finished by the local path, as the simulator's `SimConfig::local_fallback` does. A
-    /// frame the server reports empty falls back in any case.
+    /// Local fallback: an offloaded frame is finished by the local path when no
+    /// acknowledgement at all has come back from the server a round trip and a slack after
+    /// sending it (`offload_controller::silence_check_at`), as the simulator's
+    /// `SimConfig::local_fallback` does. A frame the server reports empty, or whose transfer
+    /// fails, falls back in any case.
     pub local_fallback: bool,
 }
 
@@ -370,10 +371,10 @@ pub async fn run_agent<M: DeviceModel>(
                     rate_bps: estimates.throughput.map(|e| e.bps),
                 };
                 let window = send_window(&plan, config.partial_results, epoch);
-                // As the simulator's local fallback: a round trip after the cutoff, if the
-                // local path could still finish by the deadline then.
-                let fallback_at = (config.local_fallback && config.partial_results && !probe)
-                    .then(|| plan.cutoff() + plan.rtt)
+                // As the simulator's local fallback: checked a round trip and a slack after
+                // sending, if the local path could still finish by the deadline then.
+                let fallback_at = (config.local_fallback && !probe)
+                    .then(|| silence_check_at(now(), plan.rtt))
                     .filter(|&at| at + options.local.device_time <= plan.deadline)
                     .map(|at| epoch + Duration::from_secs_f64(at.max(0.0)));
                 let accuracy_expected: Vec<f64> =
@@ -397,6 +398,7 @@ pub async fn run_agent<M: DeviceModel>(
                     },
                     label,
                     accuracy_expected,
+                    local_accuracy: options.local.accuracy,
                     wire_bytes,
                     start,
                     captured,
@@ -528,6 +530,8 @@ struct OffloadTask<M: DeviceModel> {
     label: Option<u32>,
     /// The profile's accuracy when the server decodes `j` layers, `j = 1..=k`.
     accuracy_expected: Vec<f64>,
+    /// The profile's accuracy of the local path, for a frame that falls back to it.
+    local_accuracy: f64,
     /// Uplink bytes the controller was told this frame would take.
     wire_bytes: u64,
     start: f64,
@@ -542,20 +546,20 @@ struct OffloadTask<M: DeviceModel> {
     tx: mpsc::UnboundedSender<Outcome>,
     /// Whether this is a probe beside the local path: only the link sample counts.
     probe: bool,
-    /// When the server's empty report would arrive (a round trip after the cutoff), for the
-    /// local fallback when nothing has come back by then; `None` without the fallback.
+    /// When the frame is checked for silence (`offload_controller::silence_check_at`), for the
+    /// local fallback; `None` without the fallback.
     fallback_at: Option<Instant>,
 }
 
 impl<M: DeviceModel> OffloadTask<M> {
     async fn run(mut self) -> Result<(), AgentError> {
         let frame = self.header.frame_id;
-        // The server acknowledges whatever of the frame reaches it; if nothing at all has come
-        // back from it by the time its empty report would have (`fallback_at`), none of the
-        // frame got through (the report itself cannot come: the reset that asks for it is
-        // queued behind the frame), so the frame falls back to the local path then.
+        // The server acknowledges whatever reaches it; if no acknowledgement at all has come
+        // back by `fallback_at` (a round trip and a slack after sending), the uplink is silent
+        // and the frame falls back to the local path then (no empty report could come either:
+        // the reset that asks for it is queued behind the frame).
         let heard = match self.fallback_at {
-            Some(_) => self.client.path_stats().await.map(|s| s.datagrams_received),
+            Some(_) => self.client.path_stats().await.map(|s| s.acks_received),
             None => None,
         };
         let send =
@@ -572,7 +576,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                             .client
                             .path_stats()
                             .await
-                            .is_some_and(|s| s.datagrams_received == before);
+                            .is_some_and(|s| s.acks_received == before);
                         if let Some(features) = self.features.take_if(|_| silent) {
                             tracing::debug!("frame {frame}: nothing heard from the server; finishing locally");
                             let t = Instant::now();
@@ -580,7 +584,8 @@ impl<M: DeviceModel> OffloadTask<M> {
                                 self.model.finish_locally(features)
                             })
                             .map_err(|source| AgentError::Local { frame, source })?;
-                            early = Some((result, self.power * t.elapsed().as_secs_f64()));
+                            let done = self.epoch.elapsed().as_secs_f64();
+                            early = Some((result, self.power * t.elapsed().as_secs_f64(), done));
                         }
                         // The transfer goes on to its cut and reset, for what the link shows.
                         send.await
@@ -590,97 +595,99 @@ impl<M: DeviceModel> OffloadTask<M> {
             _ => send.await,
         };
         let now = self.epoch.elapsed().as_secs_f64();
+        let early_done = early.as_ref().map(|e| e.2);
         let mut observations = Vec::new();
         let mut kept_reply = None;
-        let (result, layers_used, sent, energy) =
-            match result.and_then(|reply| parse(&reply).map(|r| (reply, r))) {
-                Ok((reply, result)) => {
-                    // Bytes the server received: the codec header and the complete layers (record
-                    // length prefixes count as the transport's, like packet headers).
-                    let delivered = self.header.codec_header.len() as u64
-                        + reply
-                            .receipts
-                            .iter()
-                            .map(|r| r.bytes.saturating_sub(4))
-                            .sum::<u64>();
-                    // The link's service of this frame, in the wire bytes the controller planned
-                    // with (see `FrameReply::link_sample`).
-                    let mut delivered_wire = 0;
-                    if let Some(s) = reply.link_sample {
-                        delivered_wire = s.bytes.min(self.wire_bytes);
-                        let sample = RateSample {
-                            start: s.start,
-                            end: s.end,
-                            bytes: delivered_wire,
-                        };
-                        observations.push((now, Observation::Delivered { frame, sample }));
-                    }
-                    observations.push((
-                        now,
-                        Observation::Rtt {
-                            rtt: reply.propagation_rtt,
-                        },
-                    ));
-                    // Whatever is not in the sample leaves the in-flight count here: layers that did
-                    // not arrive, and the allowance for the reply's ACK packet.
-                    observations.push((
-                        now,
-                        Observation::Abandoned {
-                            frame,
-                            bytes: self.wire_bytes.saturating_sub(delivered_wire),
-                        },
-                    ));
-                    let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
-                    let energy = self.base.energy_j
-                        + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
-                    let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
-                    kept_reply = Some(reply);
-                    match early.take() {
-                        // The frame fell back already: its result is the local one.
-                        Some((local, local_energy)) => (local, 0, delivered, energy + local_energy),
-                        None => (result, layers_used, delivered, energy),
-                    }
+        let (result, layers_used, sent, energy) = match result
+            .and_then(|reply| parse(&reply).map(|r| (reply, r)))
+        {
+            Ok((reply, result)) => {
+                // Bytes the server received: the codec header and the complete layers (record
+                // length prefixes count as the transport's, like packet headers).
+                let delivered = self.header.codec_header.len() as u64
+                    + reply
+                        .receipts
+                        .iter()
+                        .map(|r| r.bytes.saturating_sub(4))
+                        .sum::<u64>();
+                // The link's service of this frame, in the wire bytes the controller planned
+                // with (see `FrameReply::link_sample`).
+                let mut delivered_wire = 0;
+                if let Some(s) = reply.link_sample {
+                    delivered_wire = s.bytes.min(self.wire_bytes);
+                    let sample = RateSample {
+                        start: s.start,
+                        end: s.end,
+                        bytes: delivered_wire,
+                    };
+                    observations.push((now, Observation::Delivered { frame, sample }));
                 }
-                Err(e) => {
-                    if self.probe {
-                        tracing::debug!("frame {frame}: probe failed ({e})");
-                    } else {
-                        tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
-                    }
-                    observations.push((
-                        now,
-                        Observation::Abandoned {
-                            frame,
-                            bytes: self.wire_bytes,
-                        },
-                    ));
-                    if e.server_unavailable() {
-                        observations.push((now, Observation::ServerUnreachable));
-                        self.spawn_reconnect();
-                    }
-                    if let Some((local, local_energy)) = early.take() {
-                        (local, 0, 0, self.base.energy_j + local_energy)
-                    } else {
-                        let Some(features) = self.features.take().filter(|_| !self.probe) else {
-                            // A probe's frame runs locally anyway: only the observations count.
-                            let _ = self.tx.send(Outcome {
-                                record: None,
-                                observations,
-                                answer: None,
-                                reply: None,
-                                probe: Some((frame, 0.0, 0)),
-                            });
-                            return Ok(());
-                        };
-                        let t = Instant::now();
-                        let result =
-                            tokio::task::block_in_place(|| self.model.finish_locally(features))
-                                .map_err(|source| AgentError::Local { frame, source })?;
-                        let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
-                        (result, 0, 0, energy)
-                    }
+                observations.push((
+                    now,
+                    Observation::Rtt {
+                        rtt: reply.propagation_rtt,
+                    },
+                ));
+                // Whatever is not in the sample leaves the in-flight count here: layers that did
+                // not arrive, and the allowance for the reply's ACK packet.
+                observations.push((
+                    now,
+                    Observation::Abandoned {
+                        frame,
+                        bytes: self.wire_bytes.saturating_sub(delivered_wire),
+                    },
+                ));
+                let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
+                let energy = self.base.energy_j
+                    + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
+                let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
+                kept_reply = Some(reply);
+                match early.take() {
+                    // The frame fell back already: its result is the local one.
+                    Some((local, local_energy, _)) => (local, 0, delivered, energy + local_energy),
+                    None => (result, layers_used, delivered, energy),
                 }
-            };
+            }
+            Err(e) => {
+                if self.probe {
+                    tracing::debug!("frame {frame}: probe failed ({e})");
+                } else {
+                    tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
+                }
+                observations.push((
+                    now,
+                    Observation::Abandoned {
+                        frame,
+                        bytes: self.wire_bytes,
+                    },
+                ));
+                if e.server_unavailable() {
+                    observations.push((now, Observation::ServerUnreachable));
+                    self.spawn_reconnect();
+                }
+                if let Some((local, local_energy, _)) = early.take() {
+                    (local, 0, 0, self.base.energy_j + local_energy)
+                } else {
+                    let Some(features) = self.features.take().filter(|_| !self.probe) else {
+                        // A probe's frame runs locally anyway: only the observations count.
+                        let _ = self.tx.send(Outcome {
+                            record: None,
+                            observations,
+                            answer: None,
+                            reply: None,
+                            probe: Some((frame, 0.0, 0)),
+                        });
+                        return Ok(());
+                    };
+                    let t = Instant::now();
+                    let result =
+                        tokio::task::block_in_place(|| self.model.finish_locally(features))
+                            .map_err(|source| AgentError::Local { frame, source })?;
+                    let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
+                    (result, 0, 0, energy)
+                }
+            }
+        };
         if self.probe {
             let _ = self.tx.send(Outcome {
                 record: None,
@@ -691,18 +698,25 @@ impl<M: DeviceModel> OffloadTask<M> {
             });
             return Ok(());
         }
-        let done = self.epoch.elapsed().as_secs_f64();
+        // A fallback's result was ready when the local path ended, not when the transfer did.
+        let done = early_done.unwrap_or_else(|| self.epoch.elapsed().as_secs_f64());
         let planned = self.accuracy_expected.len();
         // A frame the server answered from a shorter prefix than planned (cut short, with
         // partial results) counts with those layers: their bytes and their expected accuracy.
-        // A local fallback (no layers used) keeps the planned frame's.
+        // A local fallback (no layers used) counts as the local path, as in the simulator.
         let used = usize::from(layers_used).clamp(1, planned.max(1));
         let mut base = self.base;
-        if layers_used > 0 && used < planned {
-            base.layers = used as u32;
-            base.bytes = self.sizes.get(used - 1).copied().unwrap_or(base.bytes);
-        }
-        let expected = self.accuracy_expected.get(used - 1).copied().unwrap_or(0.0);
+        let expected = if layers_used == 0 {
+            base.layers = 0;
+            base.bytes = 0;
+            self.local_accuracy
+        } else {
+            if used < planned {
+                base.layers = used as u32;
+                base.bytes = self.sizes.get(used - 1).copied().unwrap_or(base.bytes);
+            }
+            self.accuracy_expected.get(used - 1).copied().unwrap_or(0.0)
+        };
         let mut record = finished(
             base,
             done,

@@ -38,6 +38,25 @@ pub fn send_cutoff(deadline: f64, rtt: f64, server_time: f64) -> f64 {
     deadline - rtt - server_time
 }
 
+/// How long past a round trip after sending the device waits for the server's first
+/// acknowledgement of an offloaded frame before it counts the uplink as silent (s): time for
+/// one 1200-byte packet to cross at 384 kbit/s. (A QUIC receiver acknowledges every second
+/// packet at once; a lone packet may wait up to its 25 ms `max_ack_delay`, and a frame that
+/// is only that packet can then be taken for silent on a live link: it falls back to the local
+/// path, whose result is at least as good, at the cost of its compute.) Short, because the
+/// local path must still fit between the check and the deadline.
+pub const SILENCE_SLACK_S: f64 = 0.025;
+
+/// When the device checks an offloaded frame whose first byte it sent at `sent` for silence:
+/// if nothing at all has come back from the server by then (no acknowledgement of anything),
+/// none of the frame is getting through, and the device runs the local path for it (the local
+/// fallback, if that can still finish by the deadline). The simulator and the agent both check
+/// here.
+#[inline]
+pub fn silence_check_at(sent: f64, rtt: f64) -> f64 {
+    sent + rtt + SILENCE_SLACK_S
+}
+
 /// Everything a policy may know about one frame before deciding.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FrameOptions {

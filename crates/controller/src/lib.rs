@@ -25,7 +25,9 @@ pub use controller::{Controller, ControllerConfig};
 pub use decision::{Decision, ParseDecisionError};
 pub use device::DeviceState;
 pub use estimate::{Estimate, Estimates, EstimatorConfig, ThroughputEstimator};
-pub use frame::{FrameOptions, LocalOption, OffloadOption, send_cutoff};
+pub use frame::{
+    FrameOptions, LocalOption, OffloadOption, SILENCE_SLACK_S, send_cutoff, silence_check_at,
+};
 pub use observation::{Observation, RateSample};
 pub use policy::{Context, Policy};
 pub use profile::{Profile, ProfileError};

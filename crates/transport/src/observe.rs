@@ -54,9 +54,9 @@ pub struct PathStats {
     pub sent_packets: u64,
     /// Current path MTU, bytes.
     pub mtu: u16,
-    /// UDP datagrams received from the server so far: while the agent has data in flight the
-    /// server acknowledges it, so a count that stands still says none of it is arriving.
-    pub datagrams_received: u64,
+    /// ACK frames received from the server so far: while the agent has data in flight the
+    /// server acknowledges what arrives, so a count that stands still says none of it does.
+    pub acks_received: u64,
 }
 
 impl PathStats {
@@ -71,7 +71,7 @@ impl PathStats {
             lost_bytes: p.lost_bytes,
             sent_packets: p.sent_packets,
             mtu: p.current_mtu,
-            datagrams_received: stats.udp_rx.datagrams,
+            acks_received: stats.frame_rx.acks,
         }
     }
 }
