@@ -113,7 +113,10 @@ fn fallbacks_rescue_the_frames_sent_into_an_outage() {
         .filter(|r| r.met_deadline && r.layers == 0)
         .count();
     // About one frame in two of those sent into an outage (60 when measured; see above).
-    assert!(rescued >= 4 * 10, "{rescued} frames rescued in four outages");
+    assert!(
+        rescued >= 4 * 10,
+        "{rescued} frames rescued in four outages"
+    );
     // A frame taken for silent whose link came back in time would have met its deadline anyway.
     assert!(met(&with) >= met(&without) + rescued / 2);
     assert!(total(&with) > total(&without));
