@@ -77,7 +77,18 @@ async fn run_at_150_kbits(
     .await
     .expect("the loopback run completes");
     assert_eq!(run.records.len(), frames);
-    assert!(run.records.iter().all(|r| r.result_at.is_some()));
+    // Every frame has a result, but for camera frames skipped because a newer one was
+    // already waiting (the agent's loop late on a loaded host, as in the simulator).
+    let unanswered: Vec<u64> = run
+        .records
+        .iter()
+        .filter(|r| r.decision != "skipped" && r.result_at.is_none())
+        .map(|r| r.frame)
+        .collect();
+    assert!(
+        unanswered.is_empty(),
+        "frames without a result: {unanswered:?}"
+    );
 
     let services = match_frames(
         &replies.0,
