@@ -59,6 +59,10 @@ pub enum PolicyConfig {
         /// would be in time (absent: the probe replaces the frame's local run).
         #[serde(default)]
         probe_beside_local: bool,
+        /// Treat the link as down while the uplink is silent (nothing came back by a frame's
+        /// silence check; absent: only the estimate's age and the stall slack count).
+        #[serde(default)]
+        silence_means_down: bool,
         /// Also run locally whenever the local path's value per frame of CPU time beats the
         /// chosen offload (absent: local only when nothing arrives in time, the rule).
         #[serde(default)]
@@ -88,6 +92,10 @@ pub enum PolicyConfig {
         /// would be in time (absent: the probe replaces the frame's local run).
         #[serde(default)]
         probe_beside_local: bool,
+        /// Treat the link as down while the uplink is silent (nothing came back by a frame's
+        /// silence check; absent: only the estimate's age and the stall slack count).
+        #[serde(default)]
+        silence_means_down: bool,
         /// Also plan a first frame larger than the link sustains, followed by smaller ones
         /// (absent: every plan's later frames send at least as much as the first).
         #[serde(default)]
@@ -139,6 +147,7 @@ impl PolicyConfig {
                 stall_slack_s,
                 probe_backoff_max_s,
                 probe_beside_local,
+                silence_means_down,
                 local_by_value,
             } => Box::new(
                 DeadlineAware::new(z, margin_s, sustain, probe_after_s)
@@ -146,6 +155,7 @@ impl PolicyConfig {
                     .with_stall_detection(stall_slack_s)
                     .with_probe_backoff(probe_backoff_max_s)
                     .with_probe_beside_local(probe_beside_local)
+                    .with_silence_means_down(silence_means_down)
                     .with_local_by_value(local_by_value),
             ),
             PolicyConfig::Mpc {
@@ -156,6 +166,7 @@ impl PolicyConfig {
                 stall_slack_s,
                 probe_backoff_max_s,
                 probe_beside_local,
+                silence_means_down,
                 bursts,
             } => Box::new(
                 Mpc::new(horizon, z, probe_after_s)
@@ -163,6 +174,7 @@ impl PolicyConfig {
                     .with_stall_detection(stall_slack_s)
                     .with_probe_backoff(probe_backoff_max_s)
                     .with_probe_beside_local(probe_beside_local)
+                    .with_silence_means_down(silence_means_down)
                     .with_bursts(bursts),
             ),
             PolicyConfig::EnergyAware {

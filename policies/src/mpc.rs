@@ -324,6 +324,13 @@ impl Mpc {
         self
     }
 
+    /// Counts the link as down while the uplink is silent (see
+    /// [`Prober::with_silence_means_down`]).
+    pub fn with_silence_means_down(mut self, silence_means_down: bool) -> Self {
+        self.prober = self.prober.with_silence_means_down(silence_means_down);
+        self
+    }
+
     /// Also treats the link as down when a frame's report is `slack_s` overdue (see
     /// [`Prober::with_stall_detection`]).
     pub fn with_stall_detection(mut self, slack_s: Option<f64>) -> Self {

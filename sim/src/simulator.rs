@@ -692,14 +692,15 @@ impl<'t> SimState<'t> {
             deadline
         }
         .max(ready);
-        // Nothing comes back by the silence check if not even one packet could have crossed in
-        // time for its acknowledgement to be back then.
-        let silent_at = if setup.local_fallback {
-            let check = silence_check_at(ready, 2.0 * one_way);
-            (self.link.capacity_bytes(ready, check - one_way) < PACKET_BYTES).then_some(check)
-        } else {
-            None
-        };
+        // Nothing comes back by the silence check if not even the first packet could have
+        // crossed in time for its acknowledgement to be back then.
+        let check = silence_check_at(ready, 2.0 * one_way);
+        let silent_at = (self.link.capacity_bytes(ready, check - one_way)
+            < PACKET_BYTES.min(o.bytes as f64))
+        .then_some(check);
+        if silent_at.is_some() {
+            sink.push(check, Observation::Silent { frame: i });
+        }
         let tx = self.link.send(ready, o.bytes, cutoff);
         let bits = tx.bytes_sent as f64 * 8.0;
         if tx.end > tx.start {

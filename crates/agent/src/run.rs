@@ -371,12 +371,14 @@ pub async fn run_agent<M: DeviceModel>(
                     rate_bps: estimates.throughput.map(|e| e.bps),
                 };
                 let window = send_window(&plan, config.partial_results, epoch);
-                // As the simulator's local fallback: checked a round trip and a slack after
-                // sending, if the local path could still finish by the deadline then.
-                let fallback_at = (config.local_fallback && !probe)
-                    .then(|| silence_check_at(now(), plan.rtt))
-                    .filter(|&at| at + options.local.device_time <= plan.deadline)
-                    .map(|at| epoch + Duration::from_secs_f64(at.max(0.0)));
+                // The silence check, a round trip and a slack after sending; as in the
+                // simulator, the frame falls back to the local path there if the uplink is
+                // silent and the local path could still finish by the deadline.
+                let silence_at = silence_check_at(now(), plan.rtt);
+                let fallback = config.local_fallback
+                    && !probe
+                    && silence_at + options.local.device_time <= plan.deadline;
+                let silence_at = epoch + Duration::from_secs_f64(silence_at.max(0.0));
                 let accuracy_expected: Vec<f64> =
                     options.offload[..k].iter().map(|o| o.accuracy).collect();
                 // Promotion and marginal tail now; the active part once the transfer's duration
@@ -411,7 +413,8 @@ pub async fn run_agent<M: DeviceModel>(
                     reconnecting: reconnecting.clone(),
                     tx: tx.clone(),
                     probe,
-                    fallback_at,
+                    silence_at,
+                    fallback,
                 };
                 tasks.push(tokio::spawn(task.run()));
                 // A probe's promotion and marginal tail are its frame's; the active part comes
@@ -546,9 +549,10 @@ struct OffloadTask<M: DeviceModel> {
     tx: mpsc::UnboundedSender<Outcome>,
     /// Whether this is a probe beside the local path: only the link sample counts.
     probe: bool,
-    /// When the frame is checked for silence (`offload_controller::silence_check_at`), for the
-    /// local fallback; `None` without the fallback.
-    fallback_at: Option<Instant>,
+    /// When the frame is checked for silence (`offload_controller::silence_check_at`).
+    silence_at: Instant,
+    /// Whether the frame falls back to the local path if the uplink is silent then.
+    fallback: bool,
 }
 
 impl<M: DeviceModel> OffloadTask<M> {
@@ -558,26 +562,36 @@ impl<M: DeviceModel> OffloadTask<M> {
         // back by `fallback_at` (a round trip and a slack after sending), the uplink is silent
         // and the frame falls back to the local path then (no empty report could come either:
         // the reset that asks for it is queued behind the frame).
-        let heard = match self.fallback_at {
-            Some(_) => self.client.path_stats().await.map(|s| s.acks_received),
-            None => None,
-        };
+        let heard = self.client.path_stats().await.map(|s| s.acks_received);
         let send =
             self.client
                 .send_frame_within(self.header.clone(), self.layers.clone(), self.window);
         tokio::pin!(send);
         let mut early = None;
-        let result = match (self.fallback_at, heard) {
-            (Some(at), Some(before)) => {
+        let result = match heard {
+            Some(before) => {
                 tokio::select! {
                     result = &mut send => result,
-                    () = tokio::time::sleep_until(at.into()) => {
+                    () = tokio::time::sleep_until(self.silence_at.into()) => {
                         let silent = self
                             .client
                             .path_stats()
                             .await
                             .is_some_and(|s| s.acks_received == before);
-                        if let Some(features) = self.features.take_if(|_| silent) {
+                        if silent {
+                            // The controller learns it now, not when the transfer ends.
+                            let _ = self.tx.send(Outcome {
+                                record: None,
+                                observations: vec![(
+                                    self.epoch.elapsed().as_secs_f64(),
+                                    Observation::Silent { frame },
+                                )],
+                                answer: None,
+                                reply: None,
+                                probe: None,
+                            });
+                        }
+                        if let Some(features) = self.features.take_if(|_| silent && self.fallback) {
                             tracing::debug!("frame {frame}: nothing heard from the server; finishing locally");
                             let t = Instant::now();
                             let result = tokio::task::block_in_place(|| {
@@ -592,7 +606,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                     }
                 }
             }
-            _ => send.await,
+            None => send.await,
         };
         let now = self.epoch.elapsed().as_secs_f64();
         let early_done = early.as_ref().map(|e| e.2);

@@ -90,7 +90,11 @@ impl Controller {
                 e.in_flight_bytes = e.in_flight_bytes.saturating_add(bytes);
                 self.radio_state.record_activity(now);
             }
-            Observation::Delivered { sample, .. } => {
+            Observation::Delivered { frame, sample } => {
+                // A report of a frame sent before the silent one says nothing about now.
+                if e.silent_since_frame.is_some_and(|s| frame >= s) {
+                    e.silent_since_frame = None;
+                }
                 e.in_flight_bytes = e.in_flight_bytes.saturating_sub(sample.bytes);
                 self.throughput.on_sample(now, &sample);
                 self.throughput_stale = true;
@@ -98,6 +102,11 @@ impl Controller {
             }
             Observation::Abandoned { bytes, .. } => {
                 e.in_flight_bytes = e.in_flight_bytes.saturating_sub(bytes);
+            }
+            Observation::Silent { frame } => {
+                if e.silent_since_frame.is_none_or(|s| frame < s) {
+                    e.silent_since_frame = Some(frame);
+                }
             }
             Observation::Rtt { rtt } => {
                 self.rtt.on_sample(rtt);
@@ -340,5 +349,31 @@ mod tests {
         // The estimate read directly is the same as the last decision's.
         let last = c.estimates().throughput.unwrap().bps;
         assert!((last - 12e6 / 7.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn a_silent_uplink_lasts_until_a_report_of_that_frame_or_a_later_one() {
+        let mut c = Controller::new(
+            ControllerConfig::default(),
+            Box::new(Always(Decision::Local)),
+        );
+        let report = |frame| Observation::Delivered {
+            frame,
+            sample: RateSample {
+                start: 0.0,
+                end: 0.1,
+                bytes: 1000,
+            },
+        };
+        assert!(!c.estimates().uplink_silent());
+        c.observe(1.0, Observation::Silent { frame: 7 });
+        c.observe(1.1, Observation::Silent { frame: 8 });
+        assert!(c.estimates().uplink_silent());
+        // A frame sent before the silent one was already on its way: its report does not end
+        // the silence.
+        c.observe(1.2, report(6));
+        assert!(c.estimates().uplink_silent());
+        c.observe(1.3, report(7));
+        assert!(!c.estimates().uplink_silent());
     }
 }

@@ -55,6 +55,13 @@ pub enum Observation {
         /// Bytes given up.
         bytes: u64,
     },
+    /// Nothing at all came back from the server by frame `frame`'s silence check
+    /// ([`crate::silence_check_at`]): the uplink is silent. It counts as silent until a report
+    /// of this frame or a later one arrives.
+    Silent {
+        /// Frame number.
+        frame: u64,
+    },
     /// A round-trip-time sample in seconds.
     Rtt {
         /// The measured round-trip time.

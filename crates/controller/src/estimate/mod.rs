@@ -110,9 +110,19 @@ pub struct Estimates {
     pub server_reachable: bool,
     /// When the server was last found unreachable, if ever.
     pub unreachable_since: Option<f64>,
+    /// The frame whose silence check found the uplink silent, until a report of it or of a
+    /// later frame arrives ([`crate::Observation::Silent`]).
+    pub silent_since_frame: Option<u64>,
 }
 
 impl Estimates {
+    /// Whether the uplink is believed silent: nothing came back by a frame's silence check
+    /// and no report has arrived for that frame or a later one since.
+    #[inline]
+    pub fn uplink_silent(&self) -> bool {
+        self.silent_since_frame.is_some()
+    }
+
     /// Smoothed RTT, or `default` before any sample.
     #[inline]
     pub fn rtt_or(&self, default: f64) -> f64 {
