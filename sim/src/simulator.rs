@@ -695,9 +695,11 @@ impl<'t> SimState<'t> {
         // Nothing comes back by the silence check if not even the first packet could have
         // crossed in time for its acknowledgement to be back then.
         let check = silence_check_at(ready, 2.0 * one_way);
-        let silent_at = (self.link.capacity_bytes(ready, check - one_way)
-            < PACKET_BYTES.min(o.bytes as f64))
-        .then_some(check);
+        let silent_at =
+            (!self
+                .link
+                .could_carry(ready, PACKET_BYTES.min(o.bytes as f64), check - one_way))
+            .then_some(check);
         if silent_at.is_some() {
             sink.push(check, Observation::Silent { frame: i });
         }
