@@ -42,11 +42,11 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: model 4768cb95 (models/README.md, stage 2 \
-            120 000 images, fine-tuning on running batch-norm statistics) gives k = 1..6 89.26, \
-            90.29, 90.51, 90.65, 90.68, 90.63 %: one dip, k = 6 -0.05 points (5 of 10 000 \
-            images; model c949d74a dipped -0.04 at k = 5, 03bca1a3 -0.43 at k = 6); on held-out \
-            training images this recipe did not dip"]
+#[ignore = "known failure, issue 4 stays open: model dec04958 (models/README.md, 4 channels \
+            in layer 0) gives k = 1..6 90.28, 90.59, 90.75, 91.03, 90.94, 91.02 %: one dip, \
+            k = 5 -0.09 points (9 of 10 000 images; model 4768cb95 dipped -0.05 at k = 6, \
+            c949d74a -0.04 at k = 5); on its held-out validation images the high-rate decoder \
+            gives k = 4..6 91.44, 91.28, 91.28 %"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -115,10 +115,10 @@ fn coded_sizes_match_the_models_rate_estimate() {
 }
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
-/// Model 4768cb95: local 91.57 %, k = 1 89.26 %, k = 6 90.63 %.
+/// Model dec04958: local 91.62 %, k = 1 90.28 %, k = 6 91.02 %.
 const LOCAL_FLOOR: f64 = 0.915;
-const BASE_FLOOR: f64 = 0.89;
-const ALL_LAYERS_FLOOR: f64 = 0.905;
+const BASE_FLOOR: f64 = 0.90;
+const ALL_LAYERS_FLOOR: f64 = 0.908;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
 const CODEC_TABLE_TOLERANCE: f64 = 0.01;
