@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn fmnist_shapes() {
         let c = ModelConfig::fmnist();
-        assert_eq!(c.latent_shape(0), [2, 7, 7]);
+        assert_eq!(c.latent_shape(0), [4, 7, 7]);
         assert_eq!(c.latent_shape(1), [1, 14, 14]);
         assert_eq!(c.z_shape(0), [2, 2, 2]);
         assert_eq!(c.z_shape(3), [2, 4, 4]);
