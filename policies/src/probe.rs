@@ -259,7 +259,12 @@ mod tests {
         sampled_at: f64,
         frame: &FrameOptions,
     ) -> Result<Estimate, Decision> {
-        let estimates = Estimates {
+        decide_with(prober, now, &estimated(sampled_at), frame)
+    }
+
+    /// A 1 Mbit/s estimate sampled at `sampled_at`.
+    fn estimated(sampled_at: f64) -> Estimates {
+        Estimates {
             throughput: Some(Estimate {
                 bps: 1e6,
                 std_bps: 0.0,
@@ -267,7 +272,16 @@ mod tests {
                 last_sample_at: sampled_at,
             }),
             ..Estimates::default()
-        };
+        }
+    }
+
+    /// The decision of `prober` on `frame` at `now` with `estimates`, at 30 fps.
+    fn decide_with(
+        prober: &mut Prober,
+        now: f64,
+        estimates: &Estimates,
+        frame: &FrameOptions,
+    ) -> Result<Estimate, Decision> {
         let (device, utility, radio, radio_state) = (
             DeviceState::default(),
             Utility::default(),
@@ -276,7 +290,7 @@ mod tests {
         );
         let ctx = Context {
             now,
-            estimates: &estimates,
+            estimates,
             device: &device,
             utility: &utility,
             radio: &radio,
@@ -330,35 +344,12 @@ mod tests {
     fn a_silent_uplink_counts_as_down_only_where_the_local_path_is_short() {
         let decide_silent = |prober: &mut Prober, local_s: f64| {
             let estimates = Estimates {
-                throughput: Some(Estimate {
-                    bps: 1e6,
-                    std_bps: 0.0,
-                    samples: 10,
-                    last_sample_at: 1.0,
-                }),
                 silent_since_frame: Some(8),
-                ..Estimates::default()
-            };
-            let (device, utility, radio, radio_state) = (
-                DeviceState::default(),
-                Utility::default(),
-                RadioModel::LTE,
-                RadioState::default(),
-            );
-            let ctx = Context {
-                now: 1.05,
-                estimates: &estimates,
-                device: &device,
-                utility: &utility,
-                radio: &radio,
-                radio_state: &radio_state,
-                frame_interval: 1.0 / 30.0,
-                default_rtt: 0.05,
-                partial_results: true,
+                ..estimated(1.0)
             };
             let mut f = frame(1.05);
             f.local.device_time = local_s;
-            prober.fresh_estimate(&f, &ctx)
+            decide_with(prober, 1.05, &estimates, &f)
         };
         // The estimate is fresh (0.05 s old); the uplink is silent.
         let mut plain = Prober::new(0.2);

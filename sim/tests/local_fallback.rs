@@ -3,31 +3,13 @@
 //! enough, before any newer frame; the records stay one per frame, in frame order, and the
 //! oracle replays a run with fallbacks exactly.
 
-use std::path::Path;
-
-use offload_controller::{Context, Decision, FrameOptions, Policy, Profile, SILENCE_SLACK_S};
+use offload_controller::{Decision, Policy, SILENCE_SLACK_S};
 use offload_sim::oracle::{OracleConfig, Replay, decision_action, plan};
 use offload_sim::trace::Trace;
 use offload_sim::{FrameRecord, SimConfig, simulate};
 
-fn profile() -> Profile {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/ssd-mobilenet-v2.toml");
-    Profile::load(&path).expect("the measured detector profile loads")
-}
-
-/// The same decision for every frame.
-#[derive(Debug)]
-struct Always(Decision);
-
-impl Policy for Always {
-    fn name(&self) -> &str {
-        "always"
-    }
-
-    fn decide(&mut self, _frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
-        self.0
-    }
-}
+mod support;
+use support::{Always, profile};
 
 fn config(fallback: bool) -> SimConfig {
     SimConfig {

@@ -3,31 +3,13 @@
 //! the controller throughput samples; on a dead link the probe delivers nothing and the frames
 //! are still answered locally.
 
-use std::path::Path;
-
-use offload_controller::{Context, Decision, FrameOptions, Policy, Profile};
+use offload_controller::{Context, Decision, FrameOptions, Policy};
 use offload_sim::oracle::{OracleConfig, Replay, decision_action, plan};
 use offload_sim::trace::Trace;
 use offload_sim::{FrameRecord, SimConfig, simulate};
 
-fn profile() -> Profile {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/ssd-mobilenet-v2.toml");
-    Profile::load(&path).expect("the measured detector profile loads")
-}
-
-/// The same decision for every frame.
-#[derive(Debug)]
-struct Always(Decision);
-
-impl Policy for Always {
-    fn name(&self) -> &str {
-        "always"
-    }
-
-    fn decide(&mut self, _frame: &FrameOptions, _ctx: &Context<'_>) -> Decision {
-        self.0
-    }
-}
+mod support;
+use support::{Always, profile};
 
 fn run(trace: &Trace, decision: Decision) -> Vec<FrameRecord> {
     let config = SimConfig {
