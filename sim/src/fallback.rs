@@ -10,13 +10,13 @@
 //! goes before any newer frame: it is the oldest work and the nearest deadline. The queue lives
 //! in the cloneable simulator state, so it is a small inline array, not a heap allocation.
 
-/// How many frames may wait at once. A frame waits from its decision to its empty report
-/// (about the deadline less the local path's time), so a few frames at camera rates; one that
-/// finds the queue full is not rescued (the CPU could not have run them all in time anyway:
-/// each fallback takes the whole local path).
+/// How many frames may wait at once. A frame waits from its decision to its silence check or
+/// empty report (at most the deadline less the local path's time), so a few frames at camera
+/// rates; one that finds the queue full is not rescued (the CPU could not have run them all in
+/// time anyway: each fallback takes the whole local path).
 const CAPACITY: usize = 4;
 
-/// An offloaded frame that will get no result from the server, until the device learns so.
+/// An offloaded frame that is failing, until the device learns so.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Waiting {
     /// The frame.
@@ -37,7 +37,7 @@ pub(crate) struct Waiting {
     pub utility: f64,
 }
 
-/// Frames waiting for their empty report, in the order the reports arrive.
+/// Frames waiting for the device to learn their offload is failing, in that order.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct FallbackQueue {
     items: [Waiting; CAPACITY],
@@ -98,7 +98,7 @@ impl FallbackQueue {
     }
 }
 
-/// How a frame that waited for its empty report ended.
+/// How a frame that waited for its local fallback ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FallbackOutcome {
     /// The frame.

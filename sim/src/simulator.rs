@@ -257,7 +257,7 @@ pub struct RunSetup {
     pub partial_results: bool,
     /// See [`SimConfig::local_fallback`].
     pub local_fallback: bool,
-    /// The local path under the CPU load, as [`Self::fill_options`] gives it to every frame.
+    /// The local path under the CPU load: what [`Self::fill_options`] gives every frame.
     pub local: LocalOption,
 }
 
@@ -308,8 +308,7 @@ impl RunSetup {
             o.device_time *= self.slowdown;
             o.device_energy_j *= self.slowdown;
         }
-        options.local.device_time *= self.slowdown;
-        options.local.energy_j *= self.slowdown;
+        options.local = self.local;
     }
 
     /// Like [`Self::fill_options`], for an `options` that already holds an earlier frame of the
@@ -358,9 +357,9 @@ pub struct Outcome {
     pub energy_j: f64,
     /// The frame's utility.
     pub utility: f64,
-    /// Whether the frame, missed as it stands, waits for its empty report to run the local path
-    /// ([`SimConfig::local_fallback`]): [`SimState::begin`] or [`SimState::finish`] reports
-    /// how it ends.
+    /// Whether the frame's offload is failing and the frame waits for the moment the device
+    /// learns so, to run the local path ([`SimConfig::local_fallback`]): [`SimState::begin`] or
+    /// [`SimState::finish`] reports how it ends.
     pub fallback_waiting: bool,
 }
 
@@ -439,23 +438,23 @@ impl<'t> SimState<'t> {
         &self.link
     }
 
-    /// Frames waiting for their empty report ([`SimConfig::local_fallback`]).
+    /// Frames waiting for their local fallback ([`SimConfig::local_fallback`]).
     #[inline]
     pub fn fallbacks_waiting(&self) -> usize {
         self.fallbacks.len()
     }
 
-    /// Whether `frame` waits for its empty report.
+    /// Whether `frame` waits for its local fallback.
     #[inline]
     pub fn fallback_waiting(&self, frame: u64) -> bool {
-        !self.fallbacks.is_empty() && self.fallbacks.contains(frame)
+        self.fallbacks.contains(frame)
     }
 
     /// Starts frame `i`: the CPU picks it up when free (the battery's baseline drain runs up to
     /// then). Returns that moment; the frame is skipped when [`Self::is_skipped`] says so.
     ///
-    /// Before it, the CPU runs the local fallback of every waiting frame whose empty report has
-    /// arrived by then (if it can still finish by that frame's deadline), reporting each
+    /// Before it, the CPU runs the local fallback of every waiting frame whose failing offload
+    /// the device has learnt of by then (if it can still finish by that frame's deadline), reporting each
     /// waiting frame's end to `on_fallback` and its completion to `sink`.
     #[inline]
     pub fn begin(

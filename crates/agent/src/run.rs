@@ -559,7 +559,7 @@ impl<M: DeviceModel> OffloadTask<M> {
     async fn run(mut self) -> Result<(), AgentError> {
         let frame = self.header.frame_id;
         // The server acknowledges whatever reaches it; if no acknowledgement at all has come
-        // back by `fallback_at` (a round trip and a slack after sending), the uplink is silent
+        // back by `silence_at` (a round trip and a slack after sending), the uplink is silent
         // and the frame falls back to the local path then (no empty report could come either:
         // the reset that asks for it is queued behind the frame).
         let heard = self.client.path_stats().await.map(|s| s.acks_received);
@@ -593,13 +593,8 @@ impl<M: DeviceModel> OffloadTask<M> {
                         }
                         if let Some(features) = self.features.take_if(|_| silent && self.fallback) {
                             tracing::debug!("frame {frame}: nothing heard from the server; finishing locally");
-                            let t = Instant::now();
-                            let result = tokio::task::block_in_place(|| {
-                                self.model.finish_locally(features)
-                            })
-                            .map_err(|source| AgentError::Local { frame, source })?;
-                            let done = self.epoch.elapsed().as_secs_f64();
-                            early = Some((result, self.power * t.elapsed().as_secs_f64(), done));
+                            let (result, energy) = self.finish_locally(features)?;
+                            early = Some((result, energy, self.epoch.elapsed().as_secs_f64()));
                         }
                         // The transfer goes on to its cut and reset, for what the link shows.
                         send.await
@@ -693,12 +688,8 @@ impl<M: DeviceModel> OffloadTask<M> {
                         });
                         return Ok(());
                     };
-                    let t = Instant::now();
-                    let result =
-                        tokio::task::block_in_place(|| self.model.finish_locally(features))
-                            .map_err(|source| AgentError::Local { frame, source })?;
-                    let energy = self.base.energy_j + self.power * t.elapsed().as_secs_f64();
-                    (result, 0, 0, energy)
+                    let (result, local_energy) = self.finish_locally(features)?;
+                    (result, 0, 0, self.base.energy_j + local_energy)
                 }
             }
         };
@@ -760,6 +751,18 @@ impl<M: DeviceModel> OffloadTask<M> {
             probe: None,
         });
         Ok(())
+    }
+
+    /// Runs the local path on the frame's features: its result and compute energy.
+    fn finish_locally(&self, features: M::Features) -> Result<(TaskResult, f64), AgentError> {
+        let t = Instant::now();
+        let result = tokio::task::block_in_place(|| self.model.finish_locally(features)).map_err(
+            |source| AgentError::Local {
+                frame: self.header.frame_id,
+                source,
+            },
+        )?;
+        Ok((result, self.power * t.elapsed().as_secs_f64()))
     }
 
     fn spawn_reconnect(&self) {
