@@ -106,19 +106,32 @@ fn feed(
 }
 
 /// What a finished frame reports back to the loop.
+#[derive(Default)]
 struct Outcome {
     record: Option<FrameRecord>,
     observations: Vec<(f64, Observation)>,
     /// The frame, the layers its result was decoded from (0: local) and the result.
     answer: Option<(u64, u16, TaskResult)>,
-    /// The server's reply, when there was one.
-    reply: Option<FrameReply>,
-    /// A probe beside the local path: its frame, the energy of its transfer and the bytes that
-    /// reached the server, added to the frame's (local) record.
-    probe: Option<(u64, f64, u64)>,
+    /// The server's reply, when there was one, and its frame.
+    reply: Option<(u64, FrameReply)>,
+    /// Whether the reply is a probe's: it counts for the server's hold, but is not reported
+    /// with [`AgentEvents::replied`].
+    probe: bool,
+    /// The transfer of a frame whose record was handed over before it ended (a probe beside
+    /// the local path, or an offload answered locally first): its frame, the energy of the
+    /// transfer and the bytes that reached the server, added to the frame's record.
+    transfer: Option<(u64, f64, u64)>,
 }
 
 impl Outcome {
+    /// Observations only.
+    fn observed(observations: Vec<(f64, Observation)>) -> Self {
+        Self {
+            observations,
+            ..Self::default()
+        }
+    }
+
     /// Reports the outcome and hands its record over.
     fn deliver(
         self,
@@ -127,7 +140,7 @@ impl Outcome {
         start: f64,
         records: &mut Vec<FrameRecord>,
     ) {
-        if let (Some((frame, ..)), Some(reply)) = (&self.answer, &self.reply) {
+        if let Some((frame, reply)) = self.reply.as_ref().filter(|_| !self.probe) {
             events.replied(*frame, reply);
         }
         for (at, obs) in self.observations {
@@ -136,8 +149,9 @@ impl Outcome {
         if let Some((frame, layers, result)) = &self.answer {
             events.answered(*frame, *layers, result);
         }
-        if let Some((frame, energy, sent)) = self.probe {
-            // The local record is pushed before the loop next collects outcomes.
+        if let Some((frame, energy, sent)) = self.transfer {
+            // The frame's record is pushed before its transfer's outcome is collected: by the
+            // loop (a probe's local record) or by an earlier outcome of the same task.
             if let Some(r) = records.iter_mut().rev().find(|r| r.frame == frame) {
                 r.energy_j += energy;
                 r.bytes_sent = sent;
@@ -148,7 +162,7 @@ impl Outcome {
 
     /// Energy this outcome adds to the device's account (J).
     fn energy_j(&self) -> f64 {
-        self.record.as_ref().map_or(0.0, |r| r.energy_j) + self.probe.map_or(0.0, |p| p.1)
+        self.record.as_ref().map_or(0.0, |r| r.energy_j) + self.transfer.map_or(0.0, |p| p.1)
     }
 }
 
@@ -220,7 +234,7 @@ pub async fn run_agent<M: DeviceModel>(
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
         while let Ok(o) = rx.try_recv() {
-            if let Some(reply) = &o.reply {
+            if let Some((_, reply)) = &o.reply {
                 hold.observe(reply, &config.profile);
             }
             battery.account(o.energy_j(), now());
@@ -370,7 +384,14 @@ pub async fn run_agent<M: DeviceModel>(
                     first_packet_bytes: wire_bytes.min(overhead.max_udp_payload),
                     rate_bps: estimates.throughput.map(|e| e.bps),
                 };
-                let window = send_window(&plan, config.partial_results, epoch);
+                let client_config = client.config();
+                let window = send_window(
+                    &plan,
+                    config.partial_results,
+                    epoch,
+                    client_config.reply_timeout + client_config.sample_wait,
+                );
+                let result_by = window.reset_at + client_config.reply_timeout;
                 // The silence check, a round trip and a slack after sending; as in the
                 // simulator, the frame falls back to the local path there if the uplink is
                 // silent and the local path could still finish by the deadline.
@@ -414,6 +435,7 @@ pub async fn run_agent<M: DeviceModel>(
                     tx: tx.clone(),
                     probe,
                     silence_at,
+                    result_by,
                     fallback,
                 };
                 tasks.push(tokio::spawn(task.run()));
@@ -551,6 +573,9 @@ struct OffloadTask<M: DeviceModel> {
     probe: bool,
     /// When the frame is checked for silence (`offload_controller::silence_check_at`).
     silence_at: Instant,
+    /// When a frame with no reply yet is finished locally: the client's reply timeout after
+    /// `window.reset_at`.
+    result_by: Instant,
     /// Whether the frame falls back to the local path if the uplink is silent then.
     fallback: bool,
 }
@@ -562,54 +587,48 @@ impl<M: DeviceModel> OffloadTask<M> {
         // back by `silence_at` (a round trip and a slack after sending), the uplink is silent
         // and the frame falls back to the local path then (no empty report could come either:
         // the reset that asks for it is queued behind the frame).
-        let heard = self.client.path_stats().await.map(|s| s.acks_received);
-        let send =
-            self.client
-                .send_frame_within(self.header.clone(), self.layers.clone(), self.window);
+        let mut heard = self.client.path_stats().await.map(|s| s.acks_received);
+        let client = self.client.clone();
+        let send = client.send_frame_within(self.header.clone(), self.layers.clone(), self.window);
         tokio::pin!(send);
-        let mut early = None;
-        let result = match heard {
-            Some(before) => {
-                tokio::select! {
-                    result = &mut send => result,
-                    () = tokio::time::sleep_until(self.silence_at.into()) => {
-                        let silent = self
-                            .client
-                            .path_stats()
-                            .await
-                            .is_some_and(|s| s.acks_received == before);
-                        if silent {
-                            // The controller learns it now, not when the transfer ends.
-                            let _ = self.tx.send(Outcome {
-                                record: None,
-                                observations: vec![(
-                                    self.epoch.elapsed().as_secs_f64(),
-                                    Observation::Silent { frame },
-                                )],
-                                answer: None,
-                                reply: None,
-                                probe: None,
-                            });
-                        }
-                        if let Some(features) = self.features.take_if(|_| silent && self.fallback) {
+        // A probe's frame is answered by the loop; an offloaded frame here, by its reply or
+        // the local path. Once answered, the transfer goes on only for its link sample (up to
+        // `window.reply_by`): the app has its result as soon as there is one.
+        let mut answered = self.probe;
+        let result = loop {
+            tokio::select! {
+                result = &mut send => break result,
+                () = tokio::time::sleep_until(self.silence_at.into()), if heard.is_some() => {
+                    let before = heard.take();
+                    let silent = client
+                        .path_stats()
+                        .await
+                        .is_some_and(|s| Some(s.acks_received) == before);
+                    if silent {
+                        // The controller learns it now, not when the transfer ends.
+                        self.send(Outcome::observed(vec![(
+                            self.epoch.elapsed().as_secs_f64(),
+                            Observation::Silent { frame },
+                        )]));
+                        if self.fallback && !answered {
                             tracing::debug!("frame {frame}: nothing heard from the server; finishing locally");
-                            let (result, energy) = self.finish_locally(features)?;
-                            early = Some((result, energy, self.epoch.elapsed().as_secs_f64()));
+                            self.answer_locally(Vec::new())?;
+                            answered = true;
                         }
-                        // The transfer goes on to its cut and reset, for what the link shows.
-                        send.await
                     }
                 }
+                () = tokio::time::sleep_until(self.result_by.into()), if !answered => {
+                    // The reply is late: the frame is a miss either way, and its local result
+                    // the sooner one.
+                    tracing::warn!("frame {frame}: no reply by the reply timeout; finishing locally");
+                    self.answer_locally(Vec::new())?;
+                    answered = true;
+                }
             }
-            None => send.await,
         };
         let now = self.epoch.elapsed().as_secs_f64();
-        let early_done = early.as_ref().map(|e| e.2);
         let mut observations = Vec::new();
-        let mut kept_reply = None;
-        let (result, layers_used, sent, energy) = match result
-            .and_then(|reply| parse(&reply).map(|r| (reply, r)))
-        {
+        match result.and_then(|reply| parse(&reply).map(|r| (reply, r))) {
             Ok((reply, result)) => {
                 // Bytes the server received: the codec header and the complete layers (record
                 // length prefixes count as the transport's, like packet headers).
@@ -647,19 +666,34 @@ impl<M: DeviceModel> OffloadTask<M> {
                     },
                 ));
                 let tx_time = reply.end_to_end_sample.map_or(0.0, |s| s.end - s.start);
-                let energy = self.base.energy_j
-                    + self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
-                let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
-                kept_reply = Some(reply);
-                match early.take() {
-                    // The frame fell back already: its result is the local one.
-                    Some((local, local_energy, _)) => (local, 0, delivered, energy + local_energy),
-                    None => (result, layers_used, delivered, energy),
+                let transfer_energy = self.radio.uplink_energy_j(delivered as f64 * 8.0, tx_time);
+                if answered {
+                    // A probe's, or a fallback's whose record is handed over already.
+                    self.send(Outcome {
+                        observations,
+                        reply: Some((frame, reply)),
+                        probe: self.probe,
+                        transfer: Some((frame, transfer_energy, delivered)),
+                        ..Outcome::default()
+                    });
+                } else {
+                    let layers_used = u16::try_from(reply.layers_received).unwrap_or(u16::MAX);
+                    self.hand_over(
+                        result,
+                        layers_used,
+                        delivered,
+                        self.base.energy_j + transfer_energy,
+                        now,
+                        observations,
+                        Some(reply),
+                    );
                 }
             }
             Err(e) => {
                 if self.probe {
                     tracing::debug!("frame {frame}: probe failed ({e})");
+                } else if answered {
+                    tracing::debug!("frame {frame}: transfer after the local answer failed ({e})");
                 } else {
                     tracing::warn!("frame {frame}: offload failed ({e}); finishing locally");
                 }
@@ -674,43 +708,60 @@ impl<M: DeviceModel> OffloadTask<M> {
                     observations.push((now, Observation::ServerUnreachable));
                     self.spawn_reconnect();
                 }
-                if let Some((local, local_energy, _)) = early.take() {
-                    (local, 0, 0, self.base.energy_j + local_energy)
+                if answered {
+                    self.send(Outcome {
+                        observations,
+                        transfer: Some((frame, 0.0, 0)),
+                        ..Outcome::default()
+                    });
                 } else {
-                    let Some(features) = self.features.take().filter(|_| !self.probe) else {
-                        // A probe's frame runs locally anyway: only the observations count.
-                        let _ = self.tx.send(Outcome {
-                            record: None,
-                            observations,
-                            answer: None,
-                            reply: None,
-                            probe: Some((frame, 0.0, 0)),
-                        });
-                        return Ok(());
-                    };
-                    let (result, local_energy) = self.finish_locally(features)?;
-                    (result, 0, 0, self.base.energy_j + local_energy)
+                    self.answer_locally(observations)?;
                 }
             }
-        };
-        if self.probe {
-            let _ = self.tx.send(Outcome {
-                record: None,
-                observations,
-                answer: None,
-                reply: kept_reply,
-                probe: Some((frame, energy - self.base.energy_j, sent)),
-            });
-            return Ok(());
         }
-        // A fallback's result was ready when the local path ended, not when the transfer did.
-        let done = early_done.unwrap_or_else(|| self.epoch.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Finishes the frame on the local path now and hands its record over, with
+    /// `observations`.
+    fn answer_locally(&mut self, observations: Vec<(f64, Observation)>) -> Result<(), AgentError> {
+        let Some(features) = self.features.take() else {
+            return Ok(());
+        };
+        let (result, local_energy) = self.finish_locally(features)?;
+        let done = self.epoch.elapsed().as_secs_f64();
+        self.hand_over(
+            result,
+            0,
+            0,
+            self.base.energy_j + local_energy,
+            done,
+            observations,
+            None,
+        );
+        Ok(())
+    }
+
+    /// Hands the frame's record and result over to the loop: decoded by the server from
+    /// `layers_used` layers (0: the local path) at `done`.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &self,
+        result: TaskResult,
+        layers_used: u16,
+        sent: u64,
+        energy: f64,
+        done: f64,
+        mut observations: Vec<(f64, Observation)>,
+        reply: Option<FrameReply>,
+    ) {
+        let frame = self.header.frame_id;
         let planned = self.accuracy_expected.len();
         // A frame the server answered from a shorter prefix than planned (cut short, with
         // partial results) counts with those layers: their bytes and their expected accuracy.
         // A local fallback (no layers used) counts as the local path, as in the simulator.
         let used = usize::from(layers_used).clamp(1, planned.max(1));
-        let mut base = self.base;
+        let mut base = self.base.clone();
         let expected = if layers_used == 0 {
             base.layers = 0;
             base.bytes = 0;
@@ -742,15 +793,19 @@ impl<M: DeviceModel> OffloadTask<M> {
                 latency: record.met_deadline.then_some(done - self.captured),
             },
         ));
-        // The loop may have finished already; then the outcome is collected from the channel.
-        let _ = self.tx.send(Outcome {
+        self.send(Outcome {
             record: Some(record),
             observations,
             answer: Some((frame, layers_used, result)),
-            reply: kept_reply,
-            probe: None,
+            reply: reply.map(|r| (frame, r)),
+            probe: false,
+            transfer: None,
         });
-        Ok(())
+    }
+
+    /// The loop may have finished already; then the outcome is collected from the channel.
+    fn send(&self, outcome: Outcome) {
+        let _ = self.tx.send(outcome);
     }
 
     /// Runs the local path on the frame's features: its result and compute energy.
@@ -786,13 +841,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                     let Some(tx) = tx.upgrade() else {
                         break;
                     };
-                    let _ = tx.send(Outcome {
-                        record: None,
-                        observations: vec![(at, Observation::ServerReachable)],
-                        answer: None,
-                        reply: None,
-                        probe: None,
-                    });
+                    let _ = tx.send(Outcome::observed(vec![(at, Observation::ServerReachable)]));
                     break;
                 }
             }
@@ -842,19 +891,24 @@ impl CutPlan {
 /// deadline, when nothing can be in time any more. The cut is the server's because a reset
 /// from the agent travels behind the frame's packets and, in quinn, discards whatever the
 /// server had received but not yet read (docs/protocol.md). Without partial results both are
-/// the deadline, as before.
-pub fn send_window(plan: &CutPlan, partial_results: bool, epoch: Instant) -> SendWindow {
+/// the deadline, as before. The reply is awaited until `reply_wait` after the deadline.
+pub fn send_window(
+    plan: &CutPlan,
+    partial_results: bool,
+    epoch: Instant,
+    reply_wait: Duration,
+) -> SendWindow {
     let at = |t: f64| epoch + Duration::from_secs_f64(t.max(0.0));
     let reset_at = at(plan.deadline);
-    if !partial_results {
-        return SendWindow {
-            server_cut: reset_at,
-            reset_at,
-        };
-    }
+    let server_cut = if partial_results {
+        at(plan.cutoff() - plan.first_packet_delay())
+    } else {
+        reset_at
+    };
     SendWindow {
-        server_cut: at(plan.cutoff() - plan.first_packet_delay()),
+        server_cut,
         reset_at,
+        reply_by: reset_at + reply_wait,
     }
 }
 
@@ -948,11 +1002,12 @@ mod tests {
         let epoch = Instant::now();
         let p = plan();
         let at = |t: f64| epoch + Duration::from_secs_f64(t);
-        let on = send_window(&p, true, epoch);
+        let on = send_window(&p, true, epoch, Duration::from_secs(6));
         assert_eq!(on.reset_at, at(10.2));
+        assert_eq!(on.reply_by, at(16.2));
         let cut = on.server_cut.duration_since(epoch).as_secs_f64();
         assert!((cut - (10.148 - 0.05)).abs() < 1e-6, "{cut}");
-        let off = send_window(&p, false, epoch);
+        let off = send_window(&p, false, epoch, Duration::from_secs(2));
         assert_eq!(off.server_cut, at(10.2));
         assert_eq!(off.reset_at, at(10.2));
     }

@@ -34,6 +34,12 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the reply after a frame's deadline (server compute plus the way back).
     pub reply_timeout: Duration,
+    /// How much longer than `reply_timeout` an agent that has answered a frame without its
+    /// reply (a local fallback, a probe beside the local path) still waits for it
+    /// ([`SendWindow::reply_by`]): the reply carries the link's sample of the frame's service,
+    /// which after a stall is the first news that the link is back — as in the simulator, whose
+    /// frames that waited out a stall give their samples when they cross.
+    pub sample_wait: Duration,
     /// Close the connection after this long without any packet.
     pub idle_timeout: Duration,
     /// Keep-alive interval (keeps NAT bindings and detects a dead server while idle).
@@ -106,6 +112,9 @@ impl Default for ClientConfig {
         Self {
             connect_timeout: Duration::from_secs(3),
             reply_timeout: Duration::from_secs(2),
+            // A few seconds' stall (mahimahi's driving traces have 4.6 s at zero) and the
+            // queue behind it; within the 10 s idle timeout.
+            sample_wait: Duration::from_secs(4),
             idle_timeout: Duration::from_secs(10),
             keep_alive: Some(Duration::from_secs(2)),
             backoff_initial: Duration::from_millis(100),
@@ -143,6 +152,9 @@ pub struct SendWindow {
     pub server_cut: Instant,
     /// The instant at which the agent resets whatever QUIC has not had acknowledged.
     pub reset_at: Instant,
+    /// The instant up to which the reply is awaited ([`AgentClient::send_frame`]: `reset_at`
+    /// plus [`ClientConfig::reply_timeout`]).
+    pub reply_by: Instant,
 }
 
 /// The server's answer to one frame, and what the agent learnt about the link from it.
@@ -336,6 +348,11 @@ impl AgentClient {
     /// The instant all `f64` times of this client count from.
     pub fn epoch(&self) -> Instant {
         self.epoch
+    }
+
+    /// The settings this client was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     /// Seconds since [`AgentClient::epoch`].
@@ -586,6 +603,7 @@ impl AgentClient {
             SendWindow {
                 server_cut: at,
                 reset_at: at,
+                reply_by: at + self.config.reply_timeout,
             },
         )
         .await
@@ -665,7 +683,7 @@ impl AgentClient {
             done.clone(),
         ));
 
-        let reply_at = deadline_at + self.config.reply_timeout;
+        let reply_at = window.reply_by.max(deadline_at);
         let max_reply = Reply::max_encoded_len(&self.config.limits);
         let read = tokio::time::timeout_at(reply_at.into(), recv.read_to_end(max_reply)).await;
         let cancelled = if writer.is_finished() {
