@@ -42,11 +42,10 @@ fn committed_model_reaches_its_accuracy_floors() {
 }
 
 #[test]
-#[ignore = "known failure, issue 4 stays open: model dec04958 (models/README.md, 4 channels \
-            in layer 0) gives k = 1..6 90.28, 90.59, 90.75, 91.03, 90.94, 91.02 %: one dip, \
-            k = 5 -0.09 points (9 of 10 000 images; model 4768cb95 dipped -0.05 at k = 6, \
-            c949d74a -0.04 at k = 5); on its held-out validation images the high-rate decoder \
-            gives k = 4..6 91.44, 91.28, 91.28 %"]
+#[ignore = "known shortfall (models/README.md): model ff281e86 gives k = 1..6 90.13, 90.76, \
+            90.70, 91.01, 90.96, 91.10 % on the test set, two dips of 6 and 5 images in 10 000 \
+            (k = 3, k = 5; model dec04958 dipped 9 images at k = 5, 4768cb95 5 at k = 6); on the \
+            held-out training images of its recipe (variant N) every k rises"]
 fn accuracy_does_not_decrease_with_more_layers() {
     let acc = &evaluation().accuracy;
     for k in 1..acc.len() {
@@ -115,9 +114,9 @@ fn coded_sizes_match_the_models_rate_estimate() {
 }
 
 /// Floors a little under the measured values (see models/README.md), so a regression fails.
-/// Model dec04958: local 91.62 %, k = 1 90.28 %, k = 6 91.02 %.
-const LOCAL_FLOOR: f64 = 0.915;
-const BASE_FLOOR: f64 = 0.90;
+/// Model ff281e86: local 92.36 %, k = 1 90.13 %, k = 6 91.10 %.
+const LOCAL_FLOOR: f64 = 0.92;
+const BASE_FLOOR: f64 = 0.899;
 const ALL_LAYERS_FLOOR: f64 = 0.908;
 /// The codec's 16-bit tables and its rounding of scales up to the table's next entry cost a
 /// little over the model's continuous likelihoods (measured within 0.1 %).
