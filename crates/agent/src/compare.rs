@@ -146,6 +146,11 @@ pub struct Comparison {
     pub emu: RunStats,
     /// Frames on which one run met the deadline and the other did not.
     pub outcome_differs: u64,
+    /// Disagreeing frames whose neighbour holds the swapped pair of decisions (simulator `a`,
+    /// emulated `b` beside simulator `b`, emulated `a`): the same choices one frame apart, as
+    /// when both alternate `local` and `offload:1` on a link that carries a frame every other
+    /// interval and one run's alternation starts a frame later.
+    pub one_frame_apart: u64,
     /// The pairs of differing decisions, most frequent first.
     pub disagreements: Vec<DecisionPair>,
     /// Stretches of disagreement, longest first.
@@ -185,6 +190,21 @@ impl Comparison {
         disagreements.sort_by_key(|d| std::cmp::Reverse(d.frames));
         let mut divergences = stretches(&pairs);
         divergences.sort_by_key(|d| std::cmp::Reverse(d.frames()));
+        let one_frame_apart = pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, (s, e))| {
+                let swapped = |j: usize| {
+                    pairs.get(j).is_some_and(|(s2, e2)| {
+                        s2.frame.abs_diff(s.frame) == 1
+                            && s2.decision == e.decision
+                            && e2.decision == s.decision
+                    })
+                };
+                s.decision != e.decision
+                    && (i.checked_sub(1).is_some_and(swapped) || swapped(i + 1))
+            })
+            .count() as u64;
         let sim_only: Vec<FrameRecord> = pairs.iter().map(|(s, _)| (*s).clone()).collect();
         let emu_only: Vec<FrameRecord> = pairs.iter().map(|(_, e)| (*e).clone()).collect();
         Comparison {
@@ -197,6 +217,7 @@ impl Comparison {
                 .iter()
                 .filter(|(s, e)| s.met_deadline != e.met_deadline)
                 .count() as u64,
+            one_frame_apart,
             disagreements,
             divergences,
         }
@@ -355,6 +376,7 @@ mod tests {
         assert!((c.agreement_within_one_layer - 0.9).abs() < 1e-12);
         assert!((c.emu.miss_rate - 0.1).abs() < 1e-12 && c.sim.miss_rate == 0.0);
         assert_eq!(c.outcome_differs, 1);
+        assert_eq!(c.one_frame_apart, 0);
         assert_eq!(c.disagreements[0].frames, 2);
         assert_eq!(c.divergences.len(), 2);
         let d = &c.divergences[0];
@@ -364,6 +386,31 @@ mod tests {
             ("offload:4", "offload:3")
         );
         assert!((d.emu_estimate_bps - 0.8e6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_same_alternation_one_frame_apart_is_counted() {
+        // Both alternate local and offload:1; the emulated run from frame 4 a frame later.
+        let alternate = |i: u64| {
+            if i.is_multiple_of(2) {
+                "local"
+            } else {
+                "offload:1"
+            }
+        };
+        let sim: Vec<_> = (0..10)
+            .map(|i| record(i, alternate(i), true, 1e5))
+            .collect();
+        let emu: Vec<_> = (0..10)
+            .map(|i| record(i, alternate(if i >= 4 { i + 1 } else { i }), true, 1e5))
+            .collect();
+        let mut other = emu.clone();
+        other[9] = record(9, "offload:2", true, 1e5);
+        let c = Comparison::of(&sim, &emu);
+        assert!((c.agreement - 0.4).abs() < 1e-12);
+        assert_eq!(c.one_frame_apart, 6);
+        // A disagreement that is not a swap of its neighbour's is not counted.
+        assert_eq!(Comparison::of(&sim, &other).one_frame_apart, 5);
     }
 
     #[test]

@@ -731,9 +731,10 @@ fn write_packets(path: &Path, packets: &[PacketRecord], epoch_s: f64) -> anyhow:
 fn print_result(r: &TraceResult) {
     let c = &r.comparison;
     println!(
-        "  agreement {:.1} % (within one layer {:.1} %); misses sim {:.2} % vs emulated {:.2} %; offloaded {:.1} % vs {:.1} %, mean layers {:.2} vs {:.2}",
+        "  agreement {:.1} % (within one layer {:.1} %; {} frames the same choices one frame apart); misses sim {:.2} % vs emulated {:.2} %; offloaded {:.1} % vs {:.1} %, mean layers {:.2} vs {:.2}",
         100.0 * c.agreement,
         100.0 * c.agreement_within_one_layer,
+        c.one_frame_apart,
         100.0 * c.sim.miss_rate,
         100.0 * c.emu.miss_rate,
         100.0 * c.sim.offload_fraction,
@@ -838,16 +839,18 @@ fn markdown(results: &[TraceResult], args: &Args, sim: &SimConfig) -> String {
             ""
         }
     ));
-    s.push_str("| trace | s | mean Mbit/s | agreement | within 1 layer | misses sim | misses emulated | offloaded sim / emu | mean k sim / emu | p95 latency sim / emu (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| trace | s | mean Mbit/s | agreement | within 1 layer | same choices one frame apart | misses sim | misses emulated | offloaded sim / emu | mean k sim / emu | p95 latency sim / emu (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         let c = &r.comparison;
         s.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.1} % | {:.1} % | {:.2} % | {:.2} % | {:.1} / {:.1} % | {:.2} / {:.2} | {:.0} / {:.0} |\n",
+            "| {} | {:.0} | {:.2} | {:.1} % | {:.1} % | {} ({:.1} %) | {:.2} % | {:.2} % | {:.1} / {:.1} % | {:.2} / {:.2} | {:.0} / {:.0} |\n",
             r.trace,
             r.seconds,
             r.mean_mbps,
             100.0 * c.agreement,
             100.0 * c.agreement_within_one_layer,
+            c.one_frame_apart,
+            100.0 * c.one_frame_apart as f64 / c.frames.max(1) as f64,
             100.0 * c.sim.miss_rate,
             100.0 * c.emu.miss_rate,
             100.0 * c.sim.offload_fraction,
