@@ -23,15 +23,17 @@ use offload_sim::battery::BatteryConfig;
 use offload_transport::{ClientConfig, FrameReply, ModelRegistry};
 
 /// Slow enough that the local fallback (~0.2 s on this CPU) never holds up the next capture, and
-/// that after the drop the link (130 kbit/s, above the 108 kbit/s a frame a second offers) has
+/// that after the drop the link (115 kbit/s, above the 108 kbit/s a frame a second offers) has
 /// carried the rest of one frame before the next.
 const FPS: f64 = 1.0;
 const FRAMES: usize = 16;
-/// The uplink: all eight layers (~13.5 KB) take ~110 ms before the drop; after it ~0.83 s,
-/// longer than the ~0.65 s a frame's upload budget leaves (deadline less the encoder, the RTT
-/// and the server's time), so the server cuts every frame and decodes the prefix it has.
+/// The uplink: all eight layers (~13.5 KB) take ~110 ms before the drop; after it ~0.94 s, so
+/// with the encoder before it and the way to the server the frame cannot reach the server
+/// whole by the deadline, on any CPU: the server cuts every frame and decodes the prefix it
+/// has. (At 130 kbit/s, ~0.83 s, a fast host's frames arrived whole just in time — 975–994 ms
+/// against the 1 s deadline on a 2026-11-27 VM — and the cut the test is about never came.)
 const BEFORE_BPS: f64 = 1e6;
-const AFTER_BPS: f64 = 130e3;
+const AFTER_BPS: f64 = 115e3;
 const DROP_AT_S: f64 = 3.0;
 const DEADLINE: Duration = Duration::from_millis(1000);
 
