@@ -65,7 +65,7 @@ impl TrainConfig {
             // model 3921fc86…): on held-out training images 24 epochs of the first 50 000
             // reached 93.21 % against 92.16 % for 12 (91.95 % with flips only), and every layer
             // count gained 0.3-0.7 points after stage 2 and the fine-tuning (models/README.md,
-            // variant N); ~16 min of the recipe's ~27 on one core of this machine.
+            // variant N); ~17 min of the recipe's 27 on one core of this machine.
             // Stage 2: 120 000 images since 2026-11-26 18:30 (80 000 from 16:00, model
             // c949d74a…; 40 000 before, model 03bca1a3…; 24 000 until that day, model
             // 26af67c3…). From the same saved stage 1, on the last 10 000 training images held
