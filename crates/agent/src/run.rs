@@ -391,7 +391,6 @@ pub async fn run_agent<M: DeviceModel>(
                     epoch,
                     client_config.reply_timeout + client_config.sample_wait,
                 );
-                let result_by = window.reset_at + client_config.reply_timeout;
                 // The silence check, a round trip and a slack after sending; as in the
                 // simulator, the frame falls back to the local path there if the uplink is
                 // silent and the local path could still finish by the deadline.
@@ -435,7 +434,6 @@ pub async fn run_agent<M: DeviceModel>(
                     tx: tx.clone(),
                     probe,
                     silence_at,
-                    result_by,
                     fallback,
                 };
                 tasks.push(tokio::spawn(task.run()));
@@ -573,9 +571,6 @@ struct OffloadTask<M: DeviceModel> {
     probe: bool,
     /// When the frame is checked for silence (`offload_controller::silence_check_at`).
     silence_at: Instant,
-    /// When a frame with no reply yet is finished locally: the client's reply timeout after
-    /// `window.reset_at`.
-    result_by: Instant,
     /// Whether the frame falls back to the local path if the uplink is silent then.
     fallback: bool,
 }
@@ -591,6 +586,9 @@ impl<M: DeviceModel> OffloadTask<M> {
         let client = self.client.clone();
         let send = client.send_frame_within(self.header.clone(), self.layers.clone(), self.window);
         tokio::pin!(send);
+        // A frame with no reply yet is finished locally the client's reply timeout after its
+        // reset; the transfer itself waits on to `window.reply_by`.
+        let result_by = self.window.reset_at + client.config().reply_timeout;
         // A probe's frame is answered by the loop; an offloaded frame here, by its reply or
         // the local path. Once answered, the transfer goes on only for its link sample (up to
         // `window.reply_by`): the app has its result as soon as there is one.
@@ -617,7 +615,7 @@ impl<M: DeviceModel> OffloadTask<M> {
                         }
                     }
                 }
-                () = tokio::time::sleep_until(self.result_by.into()), if !answered => {
+                () = tokio::time::sleep_until(result_by.into()), if !answered => {
                     // The reply is late: the frame is a miss either way, and its local result
                     // the sooner one.
                     tracing::warn!("frame {frame}: no reply by the reply timeout; finishing locally");
